@@ -1,0 +1,80 @@
+"""The VoIP Number SDK for asyncio: send SMS with safe retries and typed errors.
+
+```py
+from voipnumber_async import AsyncVoipNumber
+
+async with AsyncVoipNumber() as client:   # VOIPNUMBER_ACCOUNT_ID, VOIPNUMBER_API_TOKEN
+    message = await client.sms.send("+447445459147", "+447483866525", "Thank you")
+```
+
+For code that does not use asyncio, `voipnumber_sync.VoipNumber` is the same client
+with blocking calls.
+"""
+
+from ._client import NOT_GIVEN, AsyncSms, AsyncVoipNumber, NotGiven
+from ._config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    ENV_ACCOUNT_ID,
+    ENV_API_TOKEN,
+    ENV_BASE_URL,
+    Timeout,
+)
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    ClientClosedError,
+    ConfigurationError,
+    InvalidRequestError,
+    MessageInvalidError,
+    NumberNotFoundError,
+    NumberOwnershipError,
+    OutcomeUnknownError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UnexpectedResponseError,
+    VoipNumberError,
+)
+from ._models import MessageStatus, SentMessage
+from ._retry import RetryEvent, RetryPolicy
+from ._segments import SegmentEstimate, estimate_segments
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "ENV_ACCOUNT_ID",
+    "ENV_API_TOKEN",
+    "ENV_BASE_URL",
+    "NOT_GIVEN",
+    "APIConnectionError",
+    "APIError",
+    "AsyncSms",
+    "AsyncVoipNumber",
+    "AuthenticationError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "InvalidRequestError",
+    "MessageInvalidError",
+    "MessageStatus",
+    "NotGiven",
+    "NumberNotFoundError",
+    "NumberOwnershipError",
+    "OutcomeUnknownError",
+    "RateLimitError",
+    "RetryEvent",
+    "RetryPolicy",
+    "SegmentEstimate",
+    "SentMessage",
+    "ServiceUnavailableError",
+    "Timeout",
+    "UnexpectedResponseError",
+    "VoipNumberError",
+    "__version__",
+    "estimate_segments",
+]

@@ -1,0 +1,383 @@
+"""`AsyncVoipNumber`, the coroutine client, and its resources (`client.sms`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from types import TracebackType
+from typing import Final, NoReturn
+
+import attrs
+import yarl
+
+from ._config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    ENV_ACCOUNT_ID,
+    ENV_API_TOKEN,
+    ENV_BASE_URL,
+    LOGGER_NAME,
+    Timeout,
+)
+from ._errors import ClientClosedError, ConfigurationError, VoipNumberError
+from ._models import SentMessage
+from ._retry import RetryPolicy, retry_after_failure
+from ._transport import Transport, client_timeout
+from ._validation import check_body, check_idempotency_key, check_number
+from ._wire import (
+    HEADER_IDEMPOTENCY_KEY,
+    SEND_SMS_PATH,
+    base_headers,
+    decode_send_answer,
+    encode_send_request,
+    new_idempotency_key,
+)
+
+__all__ = ["NOT_GIVEN", "AsyncSms", "AsyncVoipNumber", "NotGiven"]
+
+logger = logging.getLogger(LOGGER_NAME)
+
+
+class NotGiven:
+    """The type of `NOT_GIVEN`: "leave this option as it is", distinct from `None`."""
+
+    _instance: NotGiven | None = None
+
+    def __new__(cls) -> NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Final = NotGiven()
+
+
+class _Credentials:
+    """The account id and the API token, shared by a client and its copies so that a
+    rotated token reaches all of them. The token is never shown."""
+
+    __slots__ = ("account_id", "headers")
+
+    def __init__(self, account_id: str, api_token: str) -> None:
+        self.account_id = account_id
+        self.headers = base_headers(account_id, api_token)
+
+    def rotate(self, api_token: str) -> None:
+        # One assignment, so that a request being built sees the old or the new headers,
+        # never a mix.
+        self.headers = base_headers(self.account_id, api_token)
+
+    def __repr__(self) -> str:
+        return f"_Credentials(account_id={self.account_id!r}, api_token=<redacted>)"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("voipnumber credentials cannot be pickled")
+
+
+def _setting(value: str | None, env_var: str) -> str | None:
+    if value is not None:
+        return value
+    return os.environ.get(env_var) or None
+
+
+def _check_base_url(value: str) -> str:
+    url = yarl.URL(value)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL!r}, got {value!r} "
+            f"(from base_url= or {ENV_BASE_URL})",
+            field="base_url",
+        )
+    return value.rstrip("/")
+
+
+class AsyncVoipNumber:
+    """The VoIP Number client for asyncio code.
+
+    ```py
+    async with AsyncVoipNumber() as client:          # credentials from the environment
+        message = await client.sms.send("+447445459147", "+447483866525", "Thank you")
+    ```
+
+    One client holds one aiohttp session, created on first use and reused for its
+    connection pool: create one client per process and event loop, and close it with
+    `async with` or `aclose()`. It is safe to share between tasks.
+
+    Args:
+        account_id: The account id from Settings; default `$VOIPNUMBER_ACCOUNT_ID`.
+        api_token: The API token from Settings; default `$VOIPNUMBER_API_TOKEN`.
+        base_url: The API's address; default `$VOIPNUMBER_BASE_URL`, else
+            `https://api.voipnumber.net`.
+        timeout: Per attempt: seconds in all, or a `Timeout` with separate limits.
+        max_retries: Retries after a failed first attempt (0 turns them off). Overrides
+            `retry.max_retries` when it is not the default.
+        retry: How failures are retried; see `RetryPolicy`.
+        max_connections: The size of the connection pool.
+
+    Raises:
+        ConfigurationError: A credential is missing, or a setting is invalid.
+    """
+
+    sms: AsyncSms
+    """Sending SMS."""
+
+    def __init__(
+        self,
+        account_id: str | None = None,
+        api_token: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float | Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry: RetryPolicy | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
+        account_id = _setting(account_id, ENV_ACCOUNT_ID)
+        api_token = _setting(api_token, ENV_API_TOKEN)
+        if not account_id:
+            raise ConfigurationError(
+                f"no account id: pass account_id= or set {ENV_ACCOUNT_ID} "
+                "(it is on the Settings page of your VoIP Number account)",
+                field="account_id",
+            )
+        if not api_token:
+            raise ConfigurationError(
+                f"no API token: pass api_token= or set {ENV_API_TOKEN} "
+                "(it is on the Settings page of your VoIP Number account)",
+                field="api_token",
+            )
+        if max_connections < 1:
+            raise ConfigurationError(
+                f"max_connections must be at least 1, got {max_connections}",
+                field="max_connections",
+            )
+        policy = retry if retry is not None else RetryPolicy()
+        if retry is None or max_retries != DEFAULT_MAX_RETRIES:
+            policy = _with_max_retries(policy, max_retries)
+
+        self._credentials = _Credentials(account_id, api_token)
+        self._base_url = _check_base_url(_setting(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL)
+        self._send_url = self._base_url + SEND_SMS_PATH
+        self._transport = Transport(max_connections=max_connections)
+        self._owns_transport = True
+        self._configure(Timeout.coerce(timeout), policy)
+
+    def _configure(self, timeout: Timeout, retry: RetryPolicy) -> None:
+        self._timeout = timeout
+        self._aiohttp_timeout = client_timeout(timeout)
+        self._retry = retry
+        self.sms = AsyncSms(self)
+
+    @property
+    def account_id(self) -> str:
+        """The account this client sends for."""
+        return self._credentials.account_id
+
+    @property
+    def base_url(self) -> str:
+        """The API's address, without a trailing slash."""
+        return self._base_url
+
+    @property
+    def timeout(self) -> Timeout:
+        """The timeout of each attempt."""
+        return self._timeout
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How failures are retried."""
+        return self._retry
+
+    @property
+    def closed(self) -> bool:
+        """Whether `aclose()` was called (on this client, or on the one it was copied from)."""
+        return self._transport.closed
+
+    def rotate_api_token(self, api_token: str) -> None:
+        """Use a new API token from now on, in this client and every copy of it.
+
+        For a token regenerated on the Settings page; requests already under way
+        finish with the old one.
+        """
+        if not isinstance(api_token, str) or not api_token:
+            raise ConfigurationError("api_token must be a non-empty str", field="api_token")
+        self._credentials.rotate(api_token)
+
+    def with_options(
+        self,
+        *,
+        timeout: float | Timeout | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        retry: RetryPolicy | NotGiven = NOT_GIVEN,
+    ) -> AsyncVoipNumber:
+        """A copy with other options that shares this client's connection pool and credentials.
+
+        ```py
+        patient = client.with_options(timeout=120, max_retries=5)
+        ```
+
+        Closing the copy does nothing; closing this client closes the pool for both.
+        """
+        policy = self._retry if isinstance(retry, NotGiven) else retry
+        if not isinstance(max_retries, NotGiven):
+            policy = _with_max_retries(policy, max_retries)
+        copy = object.__new__(type(self))
+        copy._credentials = self._credentials
+        copy._base_url = self._base_url
+        copy._send_url = self._send_url
+        copy._transport = self._transport
+        copy._owns_transport = False
+        copy._configure(
+            self._timeout if isinstance(timeout, NotGiven) else Timeout.coerce(timeout), policy
+        )
+        return copy
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Safe to call twice; a no-op on a `with_options` copy."""
+        if self._owns_transport:
+            await self._transport.aclose()
+
+    async def __aenter__(self) -> AsyncVoipNumber:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(account_id={self.account_id!r}, base_url={self._base_url!r}, "
+            "api_token=<redacted>)"
+        )
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(
+            f"{type(self).__name__} cannot be pickled: it holds a connection pool and "
+            "credentials. Create a client where it is used."
+        )
+
+    async def _send(self, payload: bytes, idempotency_key: str) -> SentMessage:
+        """POST one message, retrying under the policy. Every error leaves with the
+        number of attempts and the key."""
+        if self._transport.closed:
+            raise ClientClosedError(
+                "this client is closed; create a new AsyncVoipNumber (or keep using it "
+                "inside its `async with` block)"
+            )
+        attempts = 0
+
+        async def attempt() -> SentMessage:
+            nonlocal attempts
+            attempts += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "POST %s attempt %d (idempotency_key=%s)",
+                    self._send_url, attempts, idempotency_key,
+                )
+            headers = {**self._credentials.headers, HEADER_IDEMPOTENCY_KEY: idempotency_key}
+            answer = await self._transport.post(
+                self._send_url, payload, headers, self._aiohttp_timeout
+            )
+            return decode_send_answer(answer)
+
+        started = time.monotonic()
+        try:
+            try:
+                message = await attempt()
+            except VoipNumberError as error:
+                if self._retry.max_retries == 0 or not self._retry.should_retry(error):
+                    raise
+                message = await retry_after_failure(
+                    attempt,
+                    error,
+                    self._retry,
+                    started=started,
+                    idempotency_key=idempotency_key,
+                    attempts_made=lambda: attempts,
+                )
+        except VoipNumberError as error:
+            error.attempts = attempts
+            error.idempotency_key = idempotency_key
+            logger.debug("send failed after %d attempt(s): %r", attempts, error)
+            raise
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "sent id=%s status=%s after %d attempt(s) in %.1f ms",
+                message.id, message.status, attempts, (time.monotonic() - started) * 1000,
+            )
+        return message
+
+
+def _with_max_retries(policy: RetryPolicy, max_retries: int) -> RetryPolicy:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigurationError(
+            f"max_retries must be a whole number >= 0, got {max_retries!r}", field="max_retries"
+        )
+    return attrs.evolve(policy, max_retries=max_retries)
+
+
+class AsyncSms:
+    """SMS operations: `client.sms`."""
+
+    def __init__(self, client: AsyncVoipNumber) -> None:
+        self._client = client
+
+    async def send(
+        self,
+        from_: str,
+        to: str,
+        body: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> SentMessage:
+        """Send an SMS from a number on your account.
+
+        ```py
+        message = await client.sms.send("+447445459147", "+447483866525", "Thank you")
+        message.id, message.status          # "feefcc83-...", "queued"
+        ```
+
+        Args:
+            from_: The sending number, E.164 (`+447445459147`); must be on your account.
+            to: The recipient, E.164.
+            body: The text; longer texts go as several segments (`estimate_segments`).
+            idempotency_key: The key that makes retries safe. A fresh one is made per
+                call; pass your own to retry a message you sent before (for instance
+                `error.idempotency_key` of an `OutcomeUnknownError`).
+
+        Returns:
+            The message as the service queued it.
+
+        Raises:
+            InvalidRequestError: A number is not E.164 or the body is empty; nothing was sent.
+            AuthenticationError: The account id or token is wrong.
+            NumberNotFoundError: `from_` does not exist on VoIP Number.
+            NumberOwnershipError: `from_` is not on your account.
+            MessageInvalidError: The service rejected the request as malformed.
+            RateLimitError: Still rate limited after the retries.
+            ServiceUnavailableError: Still unavailable after the retries.
+            APIConnectionError: The service could not be reached; nothing was sent.
+            OutcomeUnknownError: The message may or may not have been sent.
+            UnexpectedResponseError: The answer could not be read.
+        """
+        from_ = check_number("from_", from_)
+        to = check_number("to", to)
+        body = check_body(body)
+        key = new_idempotency_key() if idempotency_key is None else check_idempotency_key(idempotency_key)
+        return await self._client._send(encode_send_request(from_, to, body), key)  # noqa: SLF001

@@ -1,0 +1,209 @@
+"""The exceptions of the SDK: one tree, shared by the async client and the sync facade.
+
+```
+VoipNumberError                      .may_have_been_sent on every error
+├── InvalidRequestError(ValueError)  caught before sending; nothing was sent
+│   └── ConfigurationError           the client itself is misconfigured (missing credentials, ...)
+├── ClientClosedError(RuntimeError)  the client was used after aclose()/close()
+├── APIError                         the service answered an error: .code .description .http_status
+│   ├── AuthenticationError          USER_ACCOUNT_MISSING, API_TOKEN_MISSING, USER_NOT_FOUND, API_TOKEN_INVALID
+│   ├── NumberNotFoundError          NUMBER_NOT_FOUND
+│   ├── NumberOwnershipError         NUMBER_OWNERSHIP
+│   ├── MessageInvalidError          MESSAGE_INVALID
+│   ├── RateLimitError               HTTP 429; .retry_after (seconds or None)
+│   └── ServiceUnavailableError      HTTP 502/503: the request was not processed
+├── APIConnectionError               could not connect or send: nothing was sent
+├── OutcomeUnknownError              HTTP 500/504, connection dropped after sending, read timeout
+└── UnexpectedResponseError          not JSON, or JSON of no known shape: .http_status .excerpt
+```
+
+Every failure of a send falls in one of three groups, told by `may_have_been_sent`:
+*not sent* (validation, connection errors, 429, 502/503), *rejected* (documented error
+codes: the service answered and sent nothing), or *outcome unknown* (`True`: the message
+may have gone out; sending it again may deliver it twice).
+
+Every error carries `attempts` (how many requests were made) and `idempotency_key` (the
+key all of them carried), survives pickling, and never holds the API token. Which
+answer becomes which error is decided in one place: `voipnumber_async._wire`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "AuthenticationError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "InvalidRequestError",
+    "MessageInvalidError",
+    "NumberNotFoundError",
+    "NumberOwnershipError",
+    "OutcomeUnknownError",
+    "RateLimitError",
+    "ServiceUnavailableError",
+    "UnexpectedResponseError",
+    "VoipNumberError",
+]
+
+
+def _rebuild(cls: type[VoipNumberError], message: str, state: dict[str, Any]) -> VoipNumberError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class VoipNumberError(Exception):
+    """The base class of every error the SDK raises.
+
+    Attributes:
+        message: What went wrong and what to do about it.
+        may_have_been_sent: `True` only when the message may have reached the service
+            and been sent: retrying it without its idempotency key could send it twice.
+        attempts: How many requests were made for this message (0 when none was).
+        idempotency_key: The `Idempotency-Key` every attempt carried, or `None` when
+            nothing was sent. Keep it to retry the same message safely later.
+        http_status: The HTTP status of the last answer, if there was one.
+        code: The service's error code, if its answer carried one.
+        description: The service's description of that code, if any.
+        request_id: The service's request id of the last answer, if it sent one.
+    """
+
+    may_have_been_sent: bool
+    default_may_have_been_sent: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        may_have_been_sent: bool | None = None,
+        http_status: int | None = None,
+        code: str | None = None,
+        description: str | None = None,
+        request_id: str | None = None,
+        attempts: int = 0,
+        idempotency_key: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.may_have_been_sent = (
+            self.default_may_have_been_sent if may_have_been_sent is None else may_have_been_sent
+        )
+        self.http_status = http_status
+        self.code = code
+        self.description = description
+        self.request_id = request_id
+        self.attempts = attempts
+        self.idempotency_key = idempotency_key
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        shown = {
+            key: value
+            for key, value in self.__dict__.items()
+            if key != "message" and value is not None and not key.startswith("_")
+        }
+        details = "".join(f", {key}={value!r}" for key, value in shown.items())
+        return f"{type(self).__name__}({self.message!r}{details})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors defeat Exception's default pickling; rebuilding
+        # from the instance dict keeps every attribute, subclasses' included.
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+class InvalidRequestError(VoipNumberError, ValueError):
+    """A value given to the SDK is wrong; nothing was sent.
+
+    Attributes:
+        field: The name of the offending argument (`"to"`, `"body"`, ...).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.field = field
+
+
+class ConfigurationError(InvalidRequestError):
+    """The client cannot be built as asked: a credential is missing or a setting is invalid."""
+
+
+class ClientClosedError(VoipNumberError, RuntimeError):
+    """The client was used after it was closed; nothing was sent."""
+
+
+class APIError(VoipNumberError):
+    """The service answered with an error.
+
+    Unknown error codes are raised as a plain `APIError` that keeps `code` and
+    `description`, so new codes never crash the decoder.
+
+    Attributes:
+        retry_after: Seconds the service asked to wait before trying again, if it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class AuthenticationError(APIError):
+    """The account id or API token is missing, unknown, or does not match."""
+
+
+class NumberNotFoundError(APIError):
+    """The sending number does not exist on VoIP Number (`NUMBER_NOT_FOUND`)."""
+
+
+class NumberOwnershipError(APIError):
+    """The sending number is not on this account (`NUMBER_OWNERSHIP`)."""
+
+
+class MessageInvalidError(APIError):
+    """The service rejected the message as malformed (`MESSAGE_INVALID`)."""
+
+
+class RateLimitError(APIError):
+    """Too many requests (HTTP 429); nothing was sent. `retry_after` says how long to wait."""
+
+
+class ServiceUnavailableError(APIError):
+    """The service or a proxy in front of it did not process the request (HTTP 502/503)."""
+
+
+class APIConnectionError(VoipNumberError):
+    """The request could not be delivered (DNS, refused connection, TLS, connect timeout).
+
+    Nothing reached the service, so it is safe to try again.
+    """
+
+
+class OutcomeUnknownError(VoipNumberError):
+    """The request was sent, but whether the message was processed is unknown.
+
+    Raised for HTTP 500 and 504, a connection dropped after sending, and a read
+    timeout. Not retried unless `RetryPolicy(retry_outcome_unknown=True)`; then it is
+    retried with the same `Idempotency-Key`, which the service is assumed to honour.
+    To try again by hand, pass `idempotency_key=error.idempotency_key`.
+    """
+
+    default_may_have_been_sent: ClassVar[bool] = True
+
+
+class UnexpectedResponseError(VoipNumberError):
+    """The service answered with something that is not JSON, or JSON of no known shape.
+
+    Attributes:
+        excerpt: The first characters of the answer's body, for diagnosis.
+    """
+
+    default_may_have_been_sent: ClassVar[bool] = True
+
+    def __init__(self, message: str, *, excerpt: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.excerpt = excerpt

@@ -1,0 +1,136 @@
+"""The HTTP transport: the only owner of an `aiohttp.ClientSession` in the client.
+
+It sends one request and returns the answer, or raises one of the SDK's errors. This is
+the one place where aiohttp's exceptions are mapped to ours, by what they mean for the
+message: nothing was sent (`APIConnectionError`), or it may have been
+(`OutcomeUnknownError`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import warnings
+from collections.abc import Mapping
+
+import aiohttp
+
+from ._config import Timeout
+from ._errors import APIConnectionError, OutcomeUnknownError, VoipNumberError
+from ._wire import Answer
+
+
+def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
+    """The aiohttp timeout for one attempt.
+
+    `connect` covers the wait for a pooled connection and opening it, so that when it
+    runs out we know nothing was sent.
+    """
+    return aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect, sock_read=timeout.read)
+
+
+class Transport:
+    """One lazily created aiohttp session, reused for its connection pool.
+
+    Shared by a client and the copies `with_options()` makes of it; the client that
+    created it closes it.
+    """
+
+    def __init__(self, *, max_connections: int) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
+
+    @property
+    def opened(self) -> bool:
+        """Whether a session was created and is still open."""
+        return self._session is not None and not self._session.closed
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._loop = asyncio.get_running_loop()
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                # Each request passes its own timeout; the session must not add one.
+                timeout=aiohttp.ClientTimeout(total=None),
+                raise_for_status=False,
+            )
+        elif self._loop is not asyncio.get_running_loop():
+            raise RuntimeError(
+                "this AsyncVoipNumber was first used on another event loop; aiohttp sessions "
+                "cannot move between loops. Create one client per event loop (or use "
+                "voipnumber_sync.VoipNumber from threads)."
+            )
+        return self._session
+
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout: aiohttp.ClientTimeout,
+    ) -> Answer:
+        """POST `body` and read the whole answer; raise an SDK error if that fails."""
+        session = self._get_session()
+        try:
+            async with session.post(
+                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            ) as response:
+                return Answer(response.status, response.headers, await response.read())
+        except aiohttp.ClientError as error:
+            raise map_client_error(error, url) from error
+        except asyncio.TimeoutError as error:
+            # The attempt's total time ran out; when, relative to sending, is unknown.
+            raise OutcomeUnknownError(
+                f"no answer from {url} within the attempt's total timeout; the message "
+                "may have been sent",
+            ) from error
+
+    async def aclose(self) -> None:
+        """Close the session and its connections. Safe to call more than once."""
+        self.closed = True
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    def __del__(self) -> None:
+        session = self._session
+        if session is None or session.closed:
+            return
+        warnings.warn(  # noqa: B028 - in a finalizer the stack says nothing useful
+            "AsyncVoipNumber was not closed: use `async with AsyncVoipNumber(...)` "
+            "or `await client.aclose()`",
+            ResourceWarning,
+            source=self,
+        )
+        # Free the sockets now, without the event loop (which may be gone): closing the
+        # connector also marks the session closed, so aiohttp does not warn a second time.
+        connector = session.connector
+        if connector is not None:
+            with contextlib.suppress(Exception):
+                connector._close()  # noqa: SLF001
+
+
+def map_client_error(error: aiohttp.ClientError, url: str) -> VoipNumberError:
+    """The SDK error an aiohttp failure stands for, by whether anything was sent."""
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        return APIConnectionError(
+            f"timed out connecting to {url}; nothing was sent and it is safe to try again"
+        )
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return APIConnectionError(
+            f"could not connect to {url} ({error.os_error or error}); nothing was sent. "
+            "Check base_url / VOIPNUMBER_BASE_URL and the network"
+        )
+    if isinstance(error, aiohttp.SocketTimeoutError):
+        return OutcomeUnknownError(
+            f"no answer from {url} within the read timeout; the message may have been sent"
+        )
+    if isinstance(error, aiohttp.InvalidURL):
+        return APIConnectionError(f"invalid URL {url!r}; check base_url")
+    # Disconnected, reset, or a truncated answer: the request had gone out.
+    return OutcomeUnknownError(
+        f"the connection to {url} failed after the request was sent "
+        f"({type(error).__name__}: {error}); the message may have been sent"
+    )

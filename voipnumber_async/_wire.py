@@ -1,0 +1,384 @@
+"""The wire contract: the only module that knows routes, headers and JSON shapes.
+
+The service documents its JSON bodies and error codes but not its HTTP details. What
+this module assumes is marked **assumed** (see the project's wire contract), so that
+correcting one is a change here and nowhere else: the sandbox server imports these
+same names to implement the contract it is tested against.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn
+
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    MessageInvalidError,
+    NumberNotFoundError,
+    NumberOwnershipError,
+    OutcomeUnknownError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UnexpectedResponseError,
+    VoipNumberError,
+)
+from ._models import SentMessage
+from ._version import __version__
+
+# --- The request (assumed) -------------------------------------------------------------
+
+SEND_SMS_PATH: Final = "/v1/sms/send"
+HEADER_ACCOUNT_ID: Final = "X-Account-Id"
+HEADER_AUTHORIZATION: Final = "Authorization"
+HEADER_IDEMPOTENCY_KEY: Final = "Idempotency-Key"
+HEADER_REQUEST_ID: Final = "X-Request-Id"
+HEADER_RETRY_AFTER: Final = "Retry-After"
+USER_AGENT: Final = f"voipnumber-python/{__version__}"
+JSON_CONTENT_TYPE: Final = "application/json"
+
+
+def base_headers(account_id: str, api_token: str) -> dict[str, str]:
+    """The headers every request carries; the caller adds the idempotency key."""
+    return {
+        "Content-Type": JSON_CONTENT_TYPE,
+        "Accept": JSON_CONTENT_TYPE,
+        "User-Agent": USER_AGENT,
+        HEADER_ACCOUNT_ID: account_id,
+        HEADER_AUTHORIZATION: f"Bearer {api_token}",
+    }
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or `None` when absent."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def new_idempotency_key() -> str:
+    """A fresh key for one message: a random UUID, as the contract suggests."""
+    return str(uuid.uuid4())
+
+
+def encode_send_request(from_: str, to: str, body: str) -> bytes:
+    """The JSON body of a send request."""
+    return json.dumps({"from": from_, "to": to, "body": body}, ensure_ascii=False).encode()
+
+
+# --- Dates ------------------------------------------------------------------------------
+
+_MONTHS: Final = {
+    name: number
+    for number, names in enumerate(
+        (
+            ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"),
+            ("may",), ("jun", "june"), ("jul", "july"), ("aug", "august"),
+            ("sep", "sept", "september"), ("oct", "october"), ("nov", "november"),
+            ("dec", "december"),
+        ),
+        start=1,
+    )
+    for name in names
+}
+_SERVICE_MONTHS: Final = (
+    "January", "February", "March", "April", "May", "June", "July",
+    "August", "September", "October", "November", "December",
+)  # fmt: skip
+
+
+def parse_service_datetime(value: str) -> datetime:
+    """Parse the service's `20 May 2024 08:28:37` (UTC assumed) into an aware datetime.
+
+    Months are accepted in full or abbreviated. Hand-written rather than `strptime`,
+    which costs several times more and depends on the locale.
+    """
+    try:
+        day, month, year, clock = value.split()
+        hour, minute, second = clock.split(":")
+        return datetime(
+            int(year), _MONTHS[month.lower()], int(day), int(hour), int(minute), int(second),
+            tzinfo=timezone.utc,
+        )
+    except (ValueError, KeyError) as error:
+        raise ValueError(
+            f"expected a date such as '20 May 2024 08:28:37', got {value!r}"
+        ) from error
+
+
+def format_service_datetime(value: datetime) -> str:
+    """The service's date form of an aware datetime, in UTC."""
+    utc = value.astimezone(timezone.utc)
+    return f"{utc.day} {_SERVICE_MONTHS[utc.month - 1]} {utc.year} {utc:%H:%M:%S}"
+
+
+# --- Models <-> JSON ----------------------------------------------------------------------
+
+
+def make_converter() -> cattrs.Converter:
+    """The converter between wire JSON and the SDK's models. Unknown fields go to `extra`."""
+    converter = cattrs.Converter()
+    converter.register_structure_hook(datetime, lambda value, _: _to_datetime(value))
+    converter.register_unstructure_hook(datetime, format_service_datetime)
+
+    known = frozenset(field.name for field in attrs.fields(SentMessage)) - {"extra"}
+    structure_known = make_dict_structure_fn(SentMessage, converter)
+
+    def structure_sent_message(data: Mapping[str, Any], _: type[SentMessage]) -> SentMessage:
+        split = {key: data[key] for key in known if key in data}
+        split["extra"] = {key: value for key, value in data.items() if key not in known}
+        return structure_known(split, SentMessage)
+
+    def unstructure_sent_message(message: SentMessage) -> dict[str, Any]:
+        wire = {
+            name: converter.unstructure(getattr(message, name))
+            for name in ("status", "body", "timestamp_s", "created", "id")
+        }
+        return {**message.extra, **wire}
+
+    converter.register_structure_hook(SentMessage, structure_sent_message)
+    converter.register_unstructure_hook(SentMessage, unstructure_sent_message)
+    return converter
+
+
+def _to_datetime(value: object) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        return parse_service_datetime(value)
+    raise TypeError(f"expected a date string, got {type(value).__name__}")
+
+
+converter: Final = make_converter()
+
+
+def encode_send_success(message: SentMessage, *, nested: bool = False) -> bytes:
+    """A success answer for `message`, in the single or the doubly nested envelope."""
+    result: dict[str, Any] = {"status": "OK", "result": converter.unstructure(message)}
+    if nested:
+        result = {"status": "OK", "result": result}
+    return json.dumps(result).encode()
+
+
+def encode_error(code: str, description: str) -> bytes:
+    """An error answer in the (assumed) nested error form."""
+    return json.dumps(
+        {"status": "ERROR", "error": {"code": code, "description": description}}
+    ).encode()
+
+
+# --- Errors: code first, then HTTP status ---------------------------------------------
+
+#: The documented codes with their documented descriptions.
+ERROR_DESCRIPTIONS: Final[Mapping[str, str]] = {
+    "USER_ACCOUNT_MISSING": "AccountId not set or empty",
+    "API_TOKEN_MISSING": "API token not set or empty",
+    "USER_NOT_FOUND": "User with this AccountId cannot be found",
+    "API_TOKEN_INVALID": "API token doesn't match AccountId",
+    "NUMBER_NOT_FOUND": "Number doesn't exist on VoIP Number",
+    "NUMBER_OWNERSHIP": "Number doesn't belong to this account",
+    "MESSAGE_INVALID": "Coding syntax error",
+}
+
+#: The class each documented code is raised as, whatever the HTTP status.
+ERROR_CLASSES: Final[Mapping[str, type[APIError]]] = {
+    "USER_ACCOUNT_MISSING": AuthenticationError,
+    "API_TOKEN_MISSING": AuthenticationError,
+    "USER_NOT_FOUND": AuthenticationError,
+    "API_TOKEN_INVALID": AuthenticationError,
+    "NUMBER_NOT_FOUND": NumberNotFoundError,
+    "NUMBER_OWNERSHIP": NumberOwnershipError,
+    "MESSAGE_INVALID": MessageInvalidError,
+}
+
+#: The HTTP status each documented code is answered with (**assumed**).
+ERROR_HTTP_STATUS: Final[Mapping[str, int]] = {
+    "USER_ACCOUNT_MISSING": 401,
+    "API_TOKEN_MISSING": 401,
+    "USER_NOT_FOUND": 401,
+    "API_TOKEN_INVALID": 401,
+    "NUMBER_NOT_FOUND": 404,
+    "NUMBER_OWNERSHIP": 403,
+    "MESSAGE_INVALID": 400,
+}
+
+#: The class an answer with no documented code is raised as, by HTTP status (**assumed**).
+STATUS_CLASSES: Final[Mapping[int, type[VoipNumberError]]] = {
+    401: AuthenticationError,
+    429: RateLimitError,
+    502: ServiceUnavailableError,
+    503: ServiceUnavailableError,
+    500: OutcomeUnknownError,
+    504: OutcomeUnknownError,
+}
+
+#: What to do about each code, added to the error's message.
+ERROR_HINTS: Final[Mapping[str, str]] = {
+    "USER_ACCOUNT_MISSING": "pass account_id= or set VOIPNUMBER_ACCOUNT_ID",
+    "API_TOKEN_MISSING": "pass api_token= or set VOIPNUMBER_API_TOKEN",
+    "USER_NOT_FOUND": "check the account id on the Settings page of your VoIP Number account",
+    "API_TOKEN_INVALID": (
+        "the token does not belong to this account id, or it was regenerated: copy the "
+        "current one from Settings and pass it as api_token= (a live client takes it with "
+        "client.rotate_api_token())"
+    ),
+    "NUMBER_NOT_FOUND": "send from a number that exists on VoIP Number and is on your account",
+    "NUMBER_OWNERSHIP": "send from a number on this account with SMS capability",
+    "MESSAGE_INVALID": "the request was malformed; check from_, to and body",
+}
+_STATUS_HINTS: Final[Mapping[type[VoipNumberError], str]] = {
+    AuthenticationError: "check the account id and API token",
+    RateLimitError: "slow down; wait retry_after seconds before sending again",
+    ServiceUnavailableError: "the message was not sent; it is safe to try again later",
+    OutcomeUnknownError: (
+        "the message may have been sent; to try again without risking a duplicate, "
+        "send it with idempotency_key= set to this error's idempotency_key"
+    ),
+}
+
+_EXCERPT_CHARS: Final = 200
+
+
+@attrs.frozen
+class Answer:
+    """An HTTP answer as the transport read it."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def decode_send_answer(answer: Answer) -> SentMessage:
+    """Return the message an answer reports as sent, or raise the error it reports."""
+    try:
+        payload: Any = json.loads(answer.body)
+    except ValueError:
+        payload = None
+    result = _unwrap_ok(payload)
+    if 200 <= answer.status < 300 and result is not None:
+        try:
+            return converter.structure(result, SentMessage)
+        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as error:
+            raise UnexpectedResponseError(
+                "the service reported success but the message in its answer could not be "
+                f"read ({_describe(error)}); it was probably sent, do not send it again "
+                "without its idempotency key",
+                excerpt=_excerpt(answer.body),
+                http_status=answer.status,
+                request_id=answer.headers.get(HEADER_REQUEST_ID),
+            ) from None
+    raise error_from_answer(answer, payload)
+
+
+def _unwrap_ok(payload: Any) -> dict[str, Any] | None:
+    """The innermost `result` of one or more `{"status": "OK", "result": ...}` envelopes."""
+    depth = 0
+    while (
+        isinstance(payload, dict)
+        and payload.get("status") == "OK"
+        and isinstance(payload.get("result"), dict)
+    ):
+        payload, depth = payload["result"], depth + 1
+    if depth and isinstance(payload, dict) and "id" in payload:
+        return payload
+    return None
+
+
+def _find_error(payload: Any) -> tuple[str | None, str | None, bool]:
+    """`(code, description, said_error)` from the nested, flat or doubly nested forms."""
+    while isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict):
+            return _as_text(error.get("code")), _as_text(error.get("description")), True
+        if "code" in payload:
+            return _as_text(payload.get("code")), _as_text(payload.get("description")), True
+        if payload.get("status") == "ERROR":
+            return None, _as_text(payload.get("description")), True
+        payload = payload.get("result")
+    return None, None, False
+
+
+def _as_text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def error_from_answer(answer: Answer, payload: Any) -> VoipNumberError:
+    """The error an answer that is not a success stands for: by code, then by HTTP status."""
+    code, description, said_error = _find_error(payload)
+    status = answer.status
+    request_id = answer.headers.get(HEADER_REQUEST_ID)
+    retry_after = parse_retry_after(answer.headers.get(HEADER_RETRY_AFTER))
+
+    cls: type[VoipNumberError] | None = ERROR_CLASSES.get(code) if code else None
+    if cls is None:
+        cls = STATUS_CLASSES.get(status)
+    if cls is None and status >= 500:
+        cls = OutcomeUnknownError
+    if cls is None and said_error:
+        cls = APIError
+    if cls is None:
+        shape = "not JSON" if payload is None else "JSON of no known shape"
+        return UnexpectedResponseError(
+            f"unexpected answer from the service (HTTP {status}, {shape}): "
+            f"{_excerpt(answer.body)!r}",
+            excerpt=_excerpt(answer.body),
+            http_status=status,
+            request_id=request_id,
+            # A 4xx is a refusal; a 2xx or 3xx we cannot read may have been a success.
+            may_have_been_sent=not 400 <= status < 500,
+        )
+
+    summary = f"{code}: {description}" if code and description else (code or description)
+    if summary is None:
+        summary = f"HTTP {status}" + ("" if payload is not None else f": {_excerpt(answer.body)!r}")
+    hint = ERROR_HINTS.get(code or "") or _STATUS_HINTS.get(cls)
+    message = f"{summary} (HTTP {status})" + (f"; {hint}" if hint else "")
+    fields: dict[str, Any] = {
+        "http_status": status,
+        "code": code,
+        "description": description,
+        "request_id": request_id,
+    }
+    if issubclass(cls, APIError):
+        fields["retry_after"] = retry_after
+    return cls(message, **fields)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (seconds or an HTTP date), else `None`."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+def _excerpt(body: bytes) -> str:
+    return body[: _EXCERPT_CHARS * 4].decode("utf-8", "replace")[:_EXCERPT_CHARS]
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, cattrs.BaseValidationError):
+        return "; ".join(str(leaf) for leaf in error.exceptions) or str(error)
+    return str(error)

@@ -1,0 +1,39 @@
+"""An embedded VoIP Number service for tests, demos and development.
+
+```py
+from voipnumber_async import AsyncVoipNumber
+from voipnumber_async.sandbox import Fault, Sandbox
+
+async with Sandbox() as sandbox, AsyncVoipNumber(**sandbox.client_settings()) as client:
+    sandbox.inject(Fault.unavailable(times=2))          # two 503s, then normal answers
+    await client.sms.send("+447445459147", "+447483866525", "Thank you")
+    assert len(sandbox.messages) == 1 and len(sandbox.requests) == 3
+```
+
+It implements the same wire contract as the client (`voipnumber_async._wire`), so a
+correction to the contract reaches both.
+"""
+
+from ._faults import Fault
+from ._server import (
+    DEMO_ACCOUNT_ID,
+    DEMO_API_TOKEN,
+    DEMO_NUMBER,
+    OTHER_ACCOUNT_NUMBER,
+    AcceptedMessage,
+    RecordedRequest,
+    Sandbox,
+    SandboxAccount,
+)
+
+__all__ = [
+    "DEMO_ACCOUNT_ID",
+    "DEMO_API_TOKEN",
+    "DEMO_NUMBER",
+    "OTHER_ACCOUNT_NUMBER",
+    "AcceptedMessage",
+    "Fault",
+    "RecordedRequest",
+    "Sandbox",
+    "SandboxAccount",
+]

@@ -1,0 +1,68 @@
+"""The VoIP Number SDK for code that does not use asyncio.
+
+The blocking client `VoipNumber` is generated from `voipnumber_async.AsyncVoipNumber`
+(a later release). The models and errors are re-exported here as the very same
+classes, so `except voipnumber_sync.RateLimitError` catches what either client raises.
+"""
+
+from voipnumber_async import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    NOT_GIVEN,
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    ClientClosedError,
+    ConfigurationError,
+    InvalidRequestError,
+    MessageInvalidError,
+    MessageStatus,
+    NotGiven,
+    NumberNotFoundError,
+    NumberOwnershipError,
+    OutcomeUnknownError,
+    RateLimitError,
+    RetryEvent,
+    RetryPolicy,
+    SegmentEstimate,
+    SentMessage,
+    ServiceUnavailableError,
+    Timeout,
+    UnexpectedResponseError,
+    VoipNumberError,
+    __version__,
+    estimate_segments,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "NOT_GIVEN",
+    "APIConnectionError",
+    "APIError",
+    "AuthenticationError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "InvalidRequestError",
+    "MessageInvalidError",
+    "MessageStatus",
+    "NotGiven",
+    "NumberNotFoundError",
+    "NumberOwnershipError",
+    "OutcomeUnknownError",
+    "RateLimitError",
+    "RetryEvent",
+    "RetryPolicy",
+    "SegmentEstimate",
+    "SentMessage",
+    "ServiceUnavailableError",
+    "Timeout",
+    "UnexpectedResponseError",
+    "VoipNumberError",
+    "__version__",
+    "estimate_segments",
+]
