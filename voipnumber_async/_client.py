@@ -65,8 +65,10 @@ NOT_GIVEN: Final = NotGiven()
 
 
 class _Credentials:
-    """The account id and the API token, shared by a client and its copies so that a
-    rotated token reaches all of them. The token is never shown."""
+    """The account id and the API token of a client and its copies.
+
+    Shared, so that a rotated token reaches all of them. The token is never shown.
+    """
 
     __slots__ = ("account_id", "headers")
 
@@ -273,8 +275,10 @@ class AsyncVoipNumber:
         )
 
     async def _send(self, payload: bytes, idempotency_key: str) -> SentMessage:
-        """POST one message, retrying under the policy. Every error leaves with the
-        number of attempts and the key."""
+        """POST one message, retrying under the policy.
+
+        Every error leaves with the number of attempts made and the idempotency key.
+        """
         if self._transport.closed:
             raise ClientClosedError(
                 "this client is closed; create a new AsyncVoipNumber (or keep using it "
@@ -288,7 +292,9 @@ class AsyncVoipNumber:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "POST %s attempt %d (idempotency_key=%s)",
-                    self._send_url, attempts, idempotency_key,
+                    self._send_url,
+                    attempts,
+                    idempotency_key,
                 )
             headers = {**self._credentials.headers, HEADER_IDEMPOTENCY_KEY: idempotency_key}
             answer = await self._transport.post(
@@ -319,7 +325,10 @@ class AsyncVoipNumber:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "sent id=%s status=%s after %d attempt(s) in %.1f ms",
-                message.id, message.status, attempts, (time.monotonic() - started) * 1000,
+                message.id,
+                message.status,
+                attempts,
+                (time.monotonic() - started) * 1000,
             )
         return message
 
@@ -379,5 +388,9 @@ class AsyncSms:
         from_ = check_number("from_", from_)
         to = check_number("to", to)
         body = check_body(body)
-        key = new_idempotency_key() if idempotency_key is None else check_idempotency_key(idempotency_key)
-        return await self._client._send(encode_send_request(from_, to, body), key)  # noqa: SLF001
+        key = (
+            new_idempotency_key()
+            if idempotency_key is None
+            else check_idempotency_key(idempotency_key)
+        )
+        return await self._client._send(encode_send_request(from_, to, body), key)

@@ -6,6 +6,8 @@ the code cannot disagree about it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 ENV_ACCOUNT_ID = "VOIPNUMBER_ACCOUNT_ID"
@@ -19,9 +21,11 @@ DEFAULT_MAX_CONNECTIONS = 100
 LOGGER_NAME = "voipnumber"
 
 
-def _positive_or_none(instance: object, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+def _positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and not value > 0:
-        raise ValueError(f"Timeout.{attribute.name} must be a positive number of seconds or None, got {value!r}")
+        raise ValueError(
+            f"Timeout.{attribute.name} must be a positive number of seconds or None, got {value!r}"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -49,9 +53,13 @@ class Timeout:
         if isinstance(value, Timeout):
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds or a Timeout, got {type(value).__name__}")
+            raise TypeError(
+                f"timeout must be a number of seconds or a Timeout, got {type(value).__name__}"
+            )
         connect = DEFAULT_TIMEOUT.connect
-        return cls(total=float(value), connect=None if connect is None else min(connect, float(value)))
+        return cls(
+            total=float(value), connect=None if connect is None else min(connect, float(value))
+        )
 
 
 DEFAULT_TIMEOUT = Timeout()

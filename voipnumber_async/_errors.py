@@ -6,7 +6,8 @@ VoipNumberError                      .may_have_been_sent on every error
 │   └── ConfigurationError           the client itself is misconfigured (missing credentials, ...)
 ├── ClientClosedError(RuntimeError)  the client was used after aclose()/close()
 ├── APIError                         the service answered an error: .code .description .http_status
-│   ├── AuthenticationError          USER_ACCOUNT_MISSING, API_TOKEN_MISSING, USER_NOT_FOUND, API_TOKEN_INVALID
+│   ├── AuthenticationError          USER_ACCOUNT_MISSING, API_TOKEN_MISSING,
+│   │                                USER_NOT_FOUND, API_TOKEN_INVALID
 │   ├── NumberNotFoundError          NUMBER_NOT_FOUND
 │   ├── NumberOwnershipError         NUMBER_OWNERSHIP
 │   ├── MessageInvalidError          MESSAGE_INVALID

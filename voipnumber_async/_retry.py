@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -40,12 +40,12 @@ T = TypeVar("T")
 logger = logging.getLogger(LOGGER_NAME)
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value < 0:
         raise ValueError(f"RetryPolicy.{attribute.name} must be >= 0, got {value!r}")
 
 
-def _positive(instance: object, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and not value > 0:
         raise ValueError(f"RetryPolicy.{attribute.name} must be > 0, got {value!r}")
 
@@ -112,8 +112,10 @@ class RetryPolicy:
         return random.uniform(0, cap)
 
     def wait_after(self, error: BaseException, attempt: int) -> float:
-        """The wait after `error` ended attempt number `attempt`: the service's
-        `Retry-After` when it gave one, else the jittered backoff."""
+        """The wait after `error` ended attempt number `attempt`.
+
+        The service's `Retry-After` when it gave one, else the jittered backoff.
+        """
         if isinstance(error, APIError) and error.retry_after is not None:
             return error.retry_after
         return self.backoff(attempt)
@@ -172,7 +174,11 @@ async def retry_after_failure(
         wait = retry_state.upcoming_sleep
         logger.info(
             "retrying in %.3fs after attempt %d of %d failed: %s: %s (idempotency_key=%s)",
-            wait, attempts_made(), policy.max_retries + 1, type(error).__name__, error,
+            wait,
+            attempts_made(),
+            policy.max_retries + 1,
+            type(error).__name__,
+            error,
             idempotency_key,
         )
         if policy.on_retry is not None:

@@ -55,9 +55,7 @@ def estimate_segments(body: str) -> SegmentEstimate:
     """
     encoding, widths = _widths(body)
     units = sum(widths)
-    single, part = (
-        (_GSM7_SINGLE, _GSM7_PART) if encoding == "GSM-7" else (_UCS2_SINGLE, _UCS2_PART)
-    )
+    single, part = (_GSM7_SINGLE, _GSM7_PART) if encoding == "GSM-7" else (_UCS2_SINGLE, _UCS2_PART)
     if units <= single:
         return SegmentEstimate(
             encoding=encoding, segments=1 if units else 0, units=units, units_per_segment=single
@@ -67,4 +65,6 @@ def estimate_segments(body: str) -> SegmentEstimate:
         if used + width > part:
             segments, used = segments + 1, 0
         used += width
-    return SegmentEstimate(encoding=encoding, segments=segments, units=units, units_per_segment=part)
+    return SegmentEstimate(
+        encoding=encoding, segments=segments, units=units, units_per_segment=part
+    )

@@ -26,7 +26,9 @@ def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
     `connect` covers the wait for a pooled connection and opening it, so that when it
     runs out we know nothing was sent.
     """
-    return aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect, sock_read=timeout.read)
+    return aiohttp.ClientTimeout(
+        total=timeout.total, connect=timeout.connect, sock_read=timeout.read
+    )
 
 
 class Transport:
@@ -109,7 +111,7 @@ class Transport:
         connector = session.connector
         if connector is not None:
             with contextlib.suppress(Exception):
-                connector._close()  # noqa: SLF001
+                connector._close()
 
 
 def map_client_error(error: aiohttp.ClientError, url: str) -> VoipNumberError:

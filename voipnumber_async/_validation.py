@@ -32,9 +32,7 @@ def check_number(field: str, value: object) -> str:
 def check_body(value: object) -> str:
     """Return `value` if it is a non-empty str, else raise `InvalidRequestError`."""
     if not isinstance(value, str):
-        raise InvalidRequestError(
-            f"body must be a str, got {type(value).__name__}", field="body"
-        )
+        raise InvalidRequestError(f"body must be a str, got {type(value).__name__}", field="body")
     if not value:
         raise InvalidRequestError(
             "body must not be empty: the service rejects a message with no text",

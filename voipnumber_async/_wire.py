@@ -9,6 +9,7 @@ same names to implement the contract it is tested against.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Mapping
@@ -82,9 +83,17 @@ _MONTHS: Final = {
     name: number
     for number, names in enumerate(
         (
-            ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"),
-            ("may",), ("jun", "june"), ("jul", "july"), ("aug", "august"),
-            ("sep", "sept", "september"), ("oct", "october"), ("nov", "november"),
+            ("jan", "january"),
+            ("feb", "february"),
+            ("mar", "march"),
+            ("apr", "april"),
+            ("may",),
+            ("jun", "june"),
+            ("jul", "july"),
+            ("aug", "august"),
+            ("sep", "sept", "september"),
+            ("oct", "october"),
+            ("nov", "november"),
             ("dec", "december"),
         ),
         start=1,
@@ -107,7 +116,12 @@ def parse_service_datetime(value: str) -> datetime:
         day, month, year, clock = value.split()
         hour, minute, second = clock.split(":")
         return datetime(
-            int(year), _MONTHS[month.lower()], int(day), int(hour), int(minute), int(second),
+            int(year),
+            _MONTHS[month.lower()],
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
             tzinfo=timezone.utc,
         )
     except (ValueError, KeyError) as error:
@@ -369,7 +383,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
         seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
+    if math.isnan(seconds):
         return None
     return max(0.0, seconds)
 

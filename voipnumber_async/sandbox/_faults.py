@@ -21,12 +21,12 @@ def _body_bytes(value: bytes | str | Mapping[str, Any]) -> bytes:
     return json.dumps(value).encode()
 
 
-def _check_rate(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _check_rate(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not 0 < value <= 1:
         raise ValueError(f"Fault.rate must be in (0, 1], got {value!r}")
 
 
-def _check_times(instance: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+def _check_times(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and value < 1:
         raise ValueError(f"Fault.times must be >= 1 or None (every request), got {value!r}")
 
@@ -102,8 +102,13 @@ class Fault:
         headers = {} if retry_after is None else {"Retry-After": _retry_after_text(retry_after)}
         return cls.respond(
             status,
-            {"status": "ERROR", "error": {"code": "SERVICE_UNAVAILABLE",
-                                          "description": "Service temporarily unavailable"}},
+            {
+                "status": "ERROR",
+                "error": {
+                    "code": "SERVICE_UNAVAILABLE",
+                    "description": "Service temporarily unavailable",
+                },
+            },
             headers=headers,
             times=times,
             rate=rate,
@@ -139,8 +144,10 @@ class Fault:
         """Answer 500 (or 504), by default after the message was accepted."""
         return cls.respond(
             status,
-            {"status": "ERROR", "error": {"code": "INTERNAL_ERROR",
-                                          "description": "Internal server error"}},
+            {
+                "status": "ERROR",
+                "error": {"code": "INTERNAL_ERROR", "description": "Internal server error"},
+            },
             after_processing=after_processing,
             times=times,
             rate=rate,
@@ -173,13 +180,15 @@ def _retry_after_text(value: float | str) -> str:
 
 
 class FaultQueue:
-    """The faults waiting to hit requests, in the order injected. Thread-safe, so that a
-    test thread can inject while the sandbox serves in another."""
+    """The faults waiting to hit requests, in the order injected.
+
+    Thread-safe, so that a test thread can inject while the sandbox serves in another.
+    """
 
     def __init__(self, seed: int | None = None) -> None:
         self._lock = threading.Lock()
         self._pending: list[list[Any]] = []  # [fault, hits left or None]
-        self._random = random.Random(seed)  # noqa: S311 - fault schedules, not secrets
+        self._random = random.Random(seed)
 
     def add(self, *faults: Fault) -> None:
         with self._lock:

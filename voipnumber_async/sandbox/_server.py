@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import attrs
 from aiohttp import web
@@ -42,6 +42,7 @@ __all__ = [
     "DEMO_NUMBER",
     "OTHER_ACCOUNT_NUMBER",
     "AcceptedMessage",
+    "ClientSettings",
     "RecordedRequest",
     "Sandbox",
     "SandboxAccount",
@@ -56,13 +57,25 @@ OTHER_ACCOUNT_NUMBER = "+447700900999"
 """A number that exists in the sandbox but belongs to another account."""
 
 
+def _as_tuple(numbers: Iterable[str]) -> tuple[str, ...]:
+    return tuple(numbers)
+
+
+class ClientSettings(TypedDict):
+    """The keyword arguments that point a client at a sandbox."""
+
+    account_id: str
+    api_token: str
+    base_url: str
+
+
 @attrs.frozen(kw_only=True)
 class SandboxAccount:
     """An account the sandbox knows: its credentials and the numbers it may send from."""
 
     account_id: str
     api_token: str = attrs.field(repr=False)
-    numbers: tuple[str, ...] = attrs.field(converter=tuple, default=())
+    numbers: tuple[str, ...] = attrs.field(converter=_as_tuple, default=())
 
 
 def _default_accounts() -> list[SandboxAccount]:
@@ -229,7 +242,7 @@ class Sandbox:
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self.start(host, port))
-            except BaseException as error:  # noqa: BLE001 - handed to the caller below
+            except BaseException as error:
                 failure.append(error)
                 started.set()
                 return
@@ -263,7 +276,7 @@ class Sandbox:
         """The URL to give a client as `base_url`."""
         return f"http://{self._host}:{self.port}"
 
-    def client_settings(self, account_id: str = DEMO_ACCOUNT_ID) -> dict[str, str]:
+    def client_settings(self, account_id: str = DEMO_ACCOUNT_ID) -> ClientSettings:
         """Keyword arguments for a client of `account_id`: `AsyncVoipNumber(**settings)`."""
         return {
             "account_id": account_id,
@@ -317,6 +330,7 @@ class Sandbox:
         self.request_count += 1
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        record: RecordedRequest | None = None
         try:
             body = await request.read()
             fault = self._faults.take()
@@ -349,6 +363,13 @@ class Sandbox:
             )
         finally:
             self.in_flight -= 1
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "POST %s -> %s%s",
+                    request.path,
+                    "dropped" if record is None or record.status is None else record.status,
+                    " (replayed)" if record is not None and record.replayed else "",
+                )
 
     async def _apply(
         self, fault: Fault, request: web.Request, record: RecordedRequest

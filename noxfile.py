@@ -1,0 +1,71 @@
+"""The one entry point for checks: `nox -s lint mypy tests docs bench`.
+
+`tests` and `bench` install the wheel built from this tree, not the tree itself, so
+they exercise what users install.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "mypy", "tests", "docs"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+ROOT = Path(__file__).parent
+
+
+def group(name: str) -> list[str]:
+    return list(nox.project.dependency_groups(PYPROJECT, name))
+
+
+def install_wheel(session: nox.Session, *extra: str) -> None:
+    """Build the wheel in a clean directory and install it (with the cli extra)."""
+    dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(ROOT))
+    (wheel,) = dist.glob("voipnumber-*.whl")
+    session.install("--force-reinstall", "--no-deps", str(wheel))
+    session.install(f"voipnumber[cli] @ {wheel.as_uri()}", *extra)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite against the installed wheel."""
+    install_wheel(session, *group("test"))
+    session.run("pytest", *session.posargs, env={"VOIPNUMBER_TESTS_REQUIRE_INSTALLED": "1"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install(*group("lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def mypy(session: nox.Session) -> None:
+    """mypy --strict over the packages and the typed usage in tests/typing."""
+    session.install("-e", ".[cli]", *group("typing"))
+    session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site; warnings are errors."""
+    session.install("-e", ".[cli]", *group("docs"))
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", str(Path(session.create_tmp()) / "site")
+    )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks and print their figures; they assert nothing about time."""
+    install_wheel(session)
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        session.run("python", str(script), *session.posargs)

@@ -1,0 +1,231 @@
+"""The commands of `voipnumber`: send, sandbox, segments."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .._client import AsyncVoipNumber
+from .._errors import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    InvalidRequestError,
+    MessageInvalidError,
+    NumberNotFoundError,
+    NumberOwnershipError,
+    OutcomeUnknownError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UnexpectedResponseError,
+    VoipNumberError,
+)
+from .._models import SentMessage
+from .._segments import estimate_segments
+from .._version import __version__
+from .._wire import converter
+from ..sandbox import DEMO_ACCOUNT_ID, DEMO_API_TOKEN, DEMO_NUMBER, Sandbox
+
+#: The exit status for each error class; the most specific class wins.
+EXIT_STATUS: Mapping[type[VoipNumberError], int] = {
+    InvalidRequestError: 3,
+    AuthenticationError: 4,
+    NumberNotFoundError: 5,
+    NumberOwnershipError: 6,
+    MessageInvalidError: 7,
+    RateLimitError: 8,
+    ServiceUnavailableError: 9,
+    APIError: 10,
+    APIConnectionError: 11,
+    OutcomeUnknownError: 12,
+    UnexpectedResponseError: 13,
+}
+EXIT_OTHER_ERROR = 1
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def exit_status(error: VoipNumberError) -> int:
+    """The exit status for `error`: that of its nearest class in `EXIT_STATUS`."""
+    for cls in type(error).__mro__:
+        if cls in EXIT_STATUS:
+            return EXIT_STATUS[cls]
+    return EXIT_OTHER_ERROR
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="voipnumber")
+@click.option("-v", "--verbose", count=True, help="-v: log retries; -vv: log every attempt.")
+def cli(verbose: int) -> None:
+    """Send SMS with VoIP Number, or run a local sandbox of the service.
+
+    Credentials come from --account-id/--api-token or from VOIPNUMBER_ACCOUNT_ID and
+    VOIPNUMBER_API_TOKEN (prefer the environment: a flag is visible to other users of
+    the machine). --sandbox needs none.
+    """
+    _configure_logging(verbose)
+
+
+@cli.command()
+@click.argument("from_number", metavar="FROM")
+@click.argument("to_number", metavar="TO")
+@click.argument("body")
+@click.option("--account-id", help="Default: $VOIPNUMBER_ACCOUNT_ID.")
+@click.option("--api-token", help="Default: $VOIPNUMBER_API_TOKEN.")
+@click.option("--base-url", help="Default: $VOIPNUMBER_BASE_URL, else the service.")
+@click.option(
+    "--sandbox",
+    "use_sandbox",
+    is_flag=True,
+    help=f"Send to an embedded sandbox with its demo account (send from {DEMO_NUMBER}).",
+)
+@click.option("--idempotency-key", help="Reuse the key of an earlier attempt to retry it safely.")
+@click.option("--max-retries", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds per attempt.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the sent message as one JSON line.")
+def send(
+    from_number: str,
+    to_number: str,
+    body: str,
+    account_id: str | None,
+    api_token: str | None,
+    base_url: str | None,
+    use_sandbox: bool,
+    idempotency_key: str | None,
+    max_retries: int,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Send the SMS BODY from FROM to TO (E.164 numbers, such as +447483866525)."""
+    options: dict[str, Any] = {"timeout": timeout, "max_retries": max_retries}
+
+    async def run() -> tuple[SentMessage, str]:
+        if use_sandbox:
+            async with Sandbox() as sandbox:
+                settings = sandbox.client_settings()
+                async with AsyncVoipNumber(**settings, **options) as client:
+                    message = await client.sms.send(
+                        from_number, to_number, body, idempotency_key=idempotency_key
+                    )
+                    return message, f"the sandbox at {sandbox.base_url}"
+        async with AsyncVoipNumber(account_id, api_token, base_url=base_url, **options) as client:
+            message = await client.sms.send(
+                from_number, to_number, body, idempotency_key=idempotency_key
+            )
+            return message, client.base_url
+
+    try:
+        message, where = asyncio.run(run())
+    except VoipNumberError as error:
+        _print_error(error)
+        sys.exit(exit_status(error))
+    if as_json:
+        click.echo(json.dumps(converter.unstructure(message)))
+        return
+    segments = estimate_segments(message.body)
+    table = Table(title=f"Sent to {where}", show_header=False, title_justify="left")
+    for name, value in (
+        ("id", message.id),
+        ("status", message.status),
+        ("from", from_number),
+        ("to", to_number),
+        ("body", message.body),
+        ("created", message.created.isoformat()),
+        ("segments", f"{segments.segments} ({segments.encoding})"),
+    ):
+        table.add_row(name, value)
+    stdout.print(table)
+
+
+def _print_error(error: VoipNumberError) -> None:
+    stderr.print(f"[bold red]{type(error).__name__}[/]: {error}", highlight=False)
+    details = {
+        "code": error.code,
+        "http status": error.http_status,
+        "attempts": error.attempts or None,
+        "may have been sent": "yes" if error.may_have_been_sent else None,
+        "idempotency key": error.idempotency_key if error.may_have_been_sent else None,
+    }
+    for name, value in details.items():
+        if value is not None:
+            stderr.print(f"  {name}: {value}", highlight=False)
+    if error.may_have_been_sent and error.idempotency_key:
+        stderr.print(
+            f"  to retry without a duplicate: --idempotency-key {error.idempotency_key}",
+            highlight=False,
+        )
+
+
+@cli.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True)
+@click.option(
+    "--envelope",
+    type=click.Choice(["single", "nested"]),
+    default="single",
+    show_default=True,
+    help="The success envelope to answer with.",
+)
+def sandbox_command(host: str, port: int, envelope: str) -> None:
+    """Run the sandbox service until Ctrl-C, for clients in other processes."""
+    logging.getLogger("voipnumber.sandbox").setLevel(logging.INFO)
+    if not logging.getLogger().handlers:
+        _configure_logging(1)
+
+    async def serve() -> None:
+        sandbox = Sandbox(envelope="nested" if envelope == "nested" else "single")
+        await sandbox.start(host, port)
+        stderr.print(
+            f"Sandbox serving at {sandbox.base_url} (Ctrl-C to stop). Point a client at it:"
+        )
+        stdout.print(
+            f"export VOIPNUMBER_BASE_URL={sandbox.base_url}\n"
+            f"export VOIPNUMBER_ACCOUNT_ID={DEMO_ACCOUNT_ID}\n"
+            f"export VOIPNUMBER_API_TOKEN={DEMO_API_TOKEN}",
+            highlight=False,
+        )
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await sandbox.close()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        stderr.print("Sandbox stopped.")
+    except OSError as error:
+        stderr.print(f"[bold red]cannot serve on {host}:{port}[/]: {error}")
+        sys.exit(EXIT_OTHER_ERROR)
+
+
+@cli.command()
+@click.argument("body")
+def segments(body: str) -> None:
+    """Estimate how many SMS segments BODY is sent as, and in which encoding."""
+    estimate = estimate_segments(body)
+    click.echo(
+        f"{estimate.segments} segment(s), {estimate.encoding}, "
+        f"{estimate.units} units ({estimate.units_per_segment} per segment)"
+    )
