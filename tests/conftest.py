@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from _support import FAST_RETRIES, REPO
+
+import voipnumber_async
+from voipnumber_async import AsyncVoipNumber
+from voipnumber_async.sandbox import Sandbox
+
+pytest_plugins = ["voipnumber_async.testing"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("VOIPNUMBER_TESTS_REQUIRE_INSTALLED"):
+        # nox installs the built wheel; importing the source tree would test the wrong thing.
+        package = Path(voipnumber_async.__file__).resolve()
+        if REPO.resolve() in package.parents:
+            raise pytest.UsageError(f"tests imported the source tree ({package}), not the wheel")
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's real VOIPNUMBER_* variables must never leak into a test."""
+    for name in ("VOIPNUMBER_ACCOUNT_ID", "VOIPNUMBER_API_TOKEN", "VOIPNUMBER_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    """A sandbox on the test's own event loop."""
+    async with Sandbox() as running:
+        yield running
+
+
+@pytest.fixture
+async def client(sandbox: Sandbox) -> AsyncIterator[AsyncVoipNumber]:
+    """A client of the sandbox's demo account, with fast retries."""
+    async with AsyncVoipNumber(**sandbox.client_settings(), retry=FAST_RETRIES) as running:
+        yield running

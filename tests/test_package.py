@@ -1,0 +1,43 @@
+"""What the distribution ships: exports, typing marker, docstrings, vendored fixtures."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+from _support import FIXTURES, REPO
+
+import voipnumber_async
+import voipnumber_sync
+from voipnumber_async import sandbox
+
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+
+
+def test_both_packages_are_typed() -> None:
+    for package in (voipnumber_async, voipnumber_sync):
+        assert (Path(package.__file__).parent / "py.typed").exists()
+
+
+@pytest.mark.parametrize("module", [voipnumber_async, voipnumber_sync, sandbox])
+def test_every_public_name_is_exported_and_documented(module: object) -> None:
+    for name in module.__all__:  # type: ignore[attr-defined]
+        value = getattr(module, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert inspect.getdoc(value), f"{name} has no docstring"
+            for member_name, member in vars(value).items():
+                if not member_name.startswith("_") and inspect.isfunction(member):
+                    assert inspect.getdoc(member), f"{name}.{member_name} has no docstring"
+
+
+def test_the_sync_package_reexports_everything_but_the_async_client() -> None:
+    async_only = {"AsyncVoipNumber", "AsyncSms", "ENV_ACCOUNT_ID", "ENV_API_TOKEN", "ENV_BASE_URL"}
+    assert set(voipnumber_async.__all__) - set(voipnumber_sync.__all__) == async_only
+
+
+@pytest.mark.skipif(not SHARED_FIXTURES.is_dir(), reason="../shared is not beside this checkout")
+def test_vendored_fixtures_match_the_contract() -> None:
+    shared = {path.name: path.read_bytes() for path in SHARED_FIXTURES.glob("*.json")}
+    vendored = {path.name: path.read_bytes() for path in FIXTURES.glob("*.json")}
+    assert vendored == shared

@@ -1,0 +1,121 @@
+"""The wire format: dates, Retry-After, envelopes and the converter, without a network."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from _support import fixture_bytes
+
+from voipnumber_async import SentMessage, UnexpectedResponseError
+from voipnumber_async._wire import (
+    Answer,
+    converter,
+    decode_send_answer,
+    encode_send_success,
+    format_service_datetime,
+    parse_retry_after,
+    parse_service_datetime,
+)
+
+EXPECTED = SentMessage(
+    id="feefcc83-d6ae-4580-b4dc-6ee16b37ff04",
+    status="queued",
+    body="Thank you",
+    timestamp_s=1716193717,
+    created=datetime(2024, 5, 20, 8, 28, 37, tzinfo=timezone.utc),
+)
+
+
+@pytest.mark.parametrize("name", ["send-ok.json", "send-ok-nested.json"])
+def test_both_documented_success_envelopes_decode_to_the_exact_message(name: str) -> None:
+    assert decode_send_answer(Answer(200, {}, fixture_bytes(name))) == EXPECTED
+
+
+def test_created_is_the_same_instant_as_timestamp_s_in_the_fixture() -> None:
+    message = decode_send_answer(Answer(200, {}, fixture_bytes("send-ok.json")))
+    assert message.created.timestamp() == message.timestamp_s
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("20 May 2024 08:28:37", datetime(2024, 5, 20, 8, 28, 37, tzinfo=timezone.utc)),
+        ("25 November 2026 10:00:00", datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)),
+        ("25 Nov 2026 10:00:00", datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)),
+        ("1 sept 2025 23:59:59", datetime(2025, 9, 1, 23, 59, 59, tzinfo=timezone.utc)),
+    ],
+)
+def test_service_dates_parse_with_full_or_short_months(text: str, expected: datetime) -> None:
+    assert parse_service_datetime(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "20 Mai 2024 08:28:37", "2024-05-20T08:28:37", "20 May 2024"])
+def test_malformed_service_dates_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="20 May 2024 08:28:37"):
+        parse_service_datetime(text)
+
+
+def test_the_converter_round_trips_a_message_with_extra_fields() -> None:
+    message = SentMessage(
+        id="i",
+        status="delivered",
+        body="b",
+        timestamp_s=1716193717,
+        created=datetime(2024, 5, 20, 8, 28, 37, tzinfo=timezone.utc),
+        extra={"segments": 2, "price": {"amount": "0.04"}},
+    )
+    wire = converter.unstructure(message)
+
+    assert wire["created"] == "20 May 2024 08:28:37"
+    assert wire["segments"] == 2
+    assert converter.structure(wire, SentMessage) == message
+    assert format_service_datetime(message.created) == "20 May 2024 08:28:37"
+
+
+def test_the_sandboxs_success_encoding_decodes_in_both_envelopes() -> None:
+    for nested in (False, True):
+        assert (
+            decode_send_answer(Answer(200, {}, encode_send_success(EXPECTED, nested=nested)))
+            == EXPECTED
+        )
+
+
+def test_a_success_missing_a_field_is_an_unexpected_response() -> None:
+    with pytest.raises(UnexpectedResponseError, match="timestamp_s"):
+        decode_send_answer(
+            Answer(
+                200,
+                {},
+                b'{"status":"OK","result":{"id":"x","status":"queued",'
+                b'"body":"b","created":"20 May 2024 08:28:37"}}',
+            )
+        )
+
+
+def test_sent_messages_are_frozen_and_hashable() -> None:
+    with pytest.raises(AttributeError):
+        EXPECTED.status = "delivered"  # type: ignore[misc]
+    assert hash(EXPECTED) == hash(
+        decode_send_answer(Answer(200, {}, fixture_bytes("send-ok.json")))
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("3", 3.0),
+        (" 1.5 ", 1.5),
+        ("-4", 0.0),
+        ("soon", None),
+        ("nan", None),
+        ("Wed, 25 Nov 2026 12:00:10 GMT", 10.0),
+        ("Wed, 25 Nov 2026 11:59:00 GMT", 0.0),
+    ],
+)
+def test_retry_after_in_seconds_or_as_an_http_date(
+    header: str | None, expected: float | None
+) -> None:
+    now = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc).timestamp()
+    assert parse_retry_after(header, now=now) == expected
