@@ -24,12 +24,13 @@ def group(name: str) -> list[str]:
 
 def install_wheel(session: nox.Session, *extra: str) -> None:
     """Build the wheel in a clean directory and install it (with the cli extra)."""
-    dist = Path(session.create_tmp()) / "dist"
+    dist = Path(session.create_tmp()).resolve() / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     session.run("python", "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(ROOT))
     (wheel,) = dist.glob("voipnumber-*.whl")
-    session.install("--force-reinstall", "--no-deps", str(wheel))
     session.install(f"voipnumber[cli] @ {wheel.as_uri()}", *extra)
+    # A reused venv may hold an earlier build of the same version: replace it.
+    session.install("--force-reinstall", "--no-deps", str(wheel))
 
 
 @nox.session

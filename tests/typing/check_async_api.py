@@ -1,0 +1,65 @@
+"""The public async API as users type it; checked by `nox -s mypy`, never run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from typing_extensions import assert_type
+
+from voipnumber_async import (
+    AsyncVoipNumber,
+    OutcomeUnknownError,
+    RateLimitError,
+    RetryEvent,
+    RetryPolicy,
+    SegmentEstimate,
+    SentMessage,
+    Timeout,
+    VoipNumberError,
+    estimate_segments,
+)
+from voipnumber_async.sandbox import Fault, Sandbox
+
+
+async def send(client: AsyncVoipNumber) -> None:
+    message = await client.sms.send("+447445459147", "+447483866525", "Thank you")
+    assert_type(message, SentMessage)
+    assert_type(message.id, str)
+    assert_type(message.timestamp_s, int)
+    assert_type(message.created, datetime)
+    assert_type(message.extra, dict[str, Any])
+    keyed = await client.sms.send(from_="+447445459147", to="+1", body="x", idempotency_key="k")
+    assert_type(keyed, SentMessage)
+
+
+async def configure() -> None:
+    def log(event: RetryEvent) -> None:
+        assert_type(event.error, VoipNumberError)
+
+    policy = RetryPolicy(max_retries=3, deadline=None, on_retry=log, retry_outcome_unknown=True)
+    async with AsyncVoipNumber("acc", "tok", timeout=Timeout(connect=2), retry=policy) as client:
+        assert_type(client, AsyncVoipNumber)
+        assert_type(client.with_options(timeout=5.0, max_retries=0), AsyncVoipNumber)
+        client.rotate_api_token("new")
+
+
+async def handle(client: AsyncVoipNumber) -> None:
+    try:
+        await client.sms.send("+447445459147", "+447483866525", "x")
+    except RateLimitError as error:
+        assert_type(error.retry_after, float | None)
+    except OutcomeUnknownError as error:
+        assert_type(error.idempotency_key, str | None)
+        assert_type(error.may_have_been_sent, bool)
+
+
+async def sandbox() -> None:
+    async with Sandbox() as running:
+        running.inject(Fault.unavailable(times=2), Fault.rate_limited(retry_after=1))
+        async with AsyncVoipNumber(**running.client_settings()) as client:
+            await client.sms.send("+447445459147", "+447483866525", "x")
+
+
+def segments() -> None:
+    assert_type(estimate_segments("x"), SegmentEstimate)
