@@ -8,10 +8,11 @@ same names to implement the contract it is tested against.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -68,13 +69,25 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def new_idempotency_key() -> str:
-    """A fresh key for one message: a random UUID, as the contract suggests."""
-    return str(uuid.uuid4())
+    """A fresh key for one message: a random (version 4) UUID, as the contract suggests.
+
+    The same 122 random bits as `uuid.uuid4()`, formatted directly: a quarter of its
+    cost, which shows when sending thousands of messages a second.
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    hex_ = raw.hex()
+    return f"{hex_[:8]}-{hex_[8:12]}-{hex_[12:16]}-{hex_[16:20]}-{hex_[20:]}"
+
+
+# One encoder, built once: json.dumps with options builds a new one on every call.
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def encode_send_request(from_: str, to: str, body: str) -> bytes:
     """The JSON body of a send request."""
-    return json.dumps({"from": from_, "to": to, "body": body}, ensure_ascii=False).encode()
+    return _encode_json({"from": from_, "to": to, "body": body}).encode()
 
 
 # --- Dates ------------------------------------------------------------------------------
@@ -106,6 +119,9 @@ _SERVICE_MONTHS: Final = (
 )  # fmt: skip
 
 
+# Messages sent in the same second share their `created` text, and datetimes are
+# immutable: a burst of sends parses each second once.
+@functools.lru_cache(maxsize=64)
 def parse_service_datetime(value: str) -> datetime:
     """Parse the service's `20 May 2024 08:28:37` (UTC assumed) into an aware datetime.
 
@@ -149,8 +165,22 @@ def make_converter() -> cattrs.Converter:
     structure_known = make_dict_structure_fn(SentMessage, converter)
 
     def structure_sent_message(data: Mapping[str, Any], _: type[SentMessage]) -> SentMessage:
+        extra = {key: value for key, value in data.items() if key not in known}
+        # The answer to every send comes through here: when each field already has its
+        # exact type, build the message directly (half the cost of the generated
+        # function); anything else goes through cattrs, which coerces or says what is
+        # wrong with which field.
+        if not extra.keys() & known and _has_exact_types(data):
+            return SentMessage(
+                id=data["id"],
+                status=data["status"],
+                body=data["body"],
+                timestamp_s=data["timestamp_s"],
+                created=parse_service_datetime(data["created"]),
+                extra=extra,
+            )
         split = {key: data[key] for key in known if key in data}
-        split["extra"] = {key: value for key, value in data.items() if key not in known}
+        split["extra"] = extra
         return structure_known(split, SentMessage)
 
     def unstructure_sent_message(message: SentMessage) -> dict[str, Any]:
@@ -163,6 +193,14 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(SentMessage, structure_sent_message)
     converter.register_unstructure_hook(SentMessage, unstructure_sent_message)
     return converter
+
+
+_EXACT_TYPES: Final = (("id", str), ("status", str), ("body", str), ("timestamp_s", int),
+                       ("created", str))  # fmt: skip
+
+
+def _has_exact_types(data: Mapping[str, Any]) -> bool:
+    return all(type(data.get(name)) is kind for name, kind in _EXACT_TYPES)
 
 
 def _to_datetime(value: object) -> datetime:

@@ -1,0 +1,317 @@
+"""Send throughput: the SDK against a bare aiohttp loop, to the sandbox, in one process.
+
+The requirement: sending 20,000 messages at concurrency 100 to the sandbox in one
+process, the SDK's throughput is at least 0.85x that of a bare aiohttp loop posting
+the same requests to the same server in the same run.
+
+Both clients send the same requests (the same JSON body bytes, the contract headers and
+a fresh Idempotency-Key per message), read the whole answer and parse its JSON. Rounds
+alternate between them (bare, SDK, SDK, bare, ...) so that drift in the machine hits both
+alike; the best round of each is compared, and the median is shown beside it. Every
+round checks that the sandbox accepted exactly one message per send, each with its own
+key: a benchmark that silently measures errors is worthless.
+
+A second, smaller figure: sequential sends (one at a time), the median time per send.
+
+It prints figures and asserts nothing about time.
+
+    python benchmarks/bench_send.py [--messages 20000] [--concurrency 100] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+
+import aiohttp
+
+import voipnumber_async
+from voipnumber_async import AsyncVoipNumber
+from voipnumber_async._wire import base_headers, encode_send_request
+from voipnumber_async.sandbox import DEMO_NUMBER, Sandbox
+
+TARGET_RATIO = 0.85
+FROM = DEMO_NUMBER
+TO = "+447483866525"
+TEXT = "Your order 12345 has shipped and will arrive on Thursday. Thank you for shopping!"
+SEND_PATH = "/v1/sms/send"
+
+#: One send of one message: the only thing that differs between the two clients.
+SendOne = Callable[[], Awaitable[None]]
+
+
+class BenchmarkError(RuntimeError):
+    """The benchmark did not measure what it claims to (an error, a lost message)."""
+
+
+# --- the two clients ------------------------------------------------------------------
+
+
+class Bare:
+    """A bare aiohttp loop: what an application would write without the SDK."""
+
+    def __init__(self, sandbox: Sandbox, concurrency: int) -> None:
+        settings = sandbox.client_settings()
+        self.url = sandbox.base_url + SEND_PATH
+        # The same bytes the SDK sends (checked against it in main()).
+        self.payload = json.dumps(
+            {"from": FROM, "to": TO, "body": TEXT}, ensure_ascii=False
+        ).encode()
+        self.headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"voipnumber-python/{voipnumber_async.__version__}",
+            "X-Account-Id": settings["account_id"],
+            "Authorization": f"Bearer {settings['api_token']}",
+        }
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
+
+    async def send(self) -> None:
+        headers = {**self.headers, "Idempotency-Key": str(uuid.uuid4())}
+        async with self.session.post(self.url, data=self.payload, headers=headers) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise BenchmarkError(f"bare send: HTTP {response.status}: {body[:200]!r}")
+            json.loads(body)
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+
+class Sdk:
+    """The SDK, used the way its documentation says."""
+
+    def __init__(self, sandbox: Sandbox, concurrency: int) -> None:
+        self.client = AsyncVoipNumber(**sandbox.client_settings(), max_connections=concurrency)
+
+    async def send(self) -> None:
+        await self.client.sms.send(FROM, TO, TEXT)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+# --- measuring --------------------------------------------------------------------------
+
+
+class Round:
+    """One timed run of `messages` sends."""
+
+    def __init__(self, messages: int, wall_s: float, cpu_s: float) -> None:
+        self.messages = messages
+        self.wall_s = wall_s
+        self.cpu_s = cpu_s
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.wall_s
+
+    @property
+    def cpu_us_per_message(self) -> float:
+        return self.cpu_s / self.messages * 1e6
+
+
+async def run_pool(send: SendOne, messages: int, concurrency: int) -> None:
+    """`messages` sends by `concurrency` workers pulling from one shared counter."""
+    counter: Iterator[int] = iter(range(messages))
+
+    async def worker() -> None:
+        for _ in counter:
+            await send()
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, messages))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def check_accepted(sandbox: Sandbox, expected: int, who: str) -> None:
+    """Fail loudly unless the sandbox accepted exactly `expected` distinct messages."""
+    accepted = len(sandbox.messages)
+    keys = len({message.idempotency_key for message in sandbox.messages})
+    if sandbox.request_count != expected or accepted != expected or keys != expected:
+        raise BenchmarkError(
+            f"{who}: {expected} sends, but the sandbox saw {sandbox.request_count} requests, "
+            f"accepted {accepted} messages with {keys} distinct idempotency keys"
+        )
+
+
+async def timed_round(
+    sandbox: Sandbox, send: SendOne, messages: int, concurrency: int, who: str
+) -> Round:
+    sandbox.reset()
+    gc.collect()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    await run_pool(send, messages, concurrency)
+    wall1, cpu1 = time.perf_counter(), time.process_time()
+    check_accepted(sandbox, messages, who)
+    sandbox.reset()
+    return Round(messages, wall1 - wall0, cpu1 - cpu0)
+
+
+async def sequential_us(sandbox: Sandbox, send: SendOne, sends: int, who: str) -> list[float]:
+    """The time of each of `sends` sends made one at a time, in µs."""
+    sandbox.reset()
+    gc.collect()
+    times = []
+    clock = time.perf_counter
+    for _ in range(sends):
+        start = clock()
+        await send()
+        times.append((clock() - start) * 1e6)
+    check_accepted(sandbox, sends, who)
+    sandbox.reset()
+    return times
+
+
+# --- reporting --------------------------------------------------------------------------
+
+
+def best(rounds: list[Round]) -> Round:
+    return max(rounds, key=lambda r: r.rate)
+
+
+def median_rate(rounds: list[Round]) -> float:
+    return statistics.median(r.rate for r in rounds)
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        first, *rest = zip(row, widths, strict=True)
+        cells = [first[0].ljust(first[1])] + [cell.rjust(width) for cell, width in rest]
+        print("  " + "  ".join(cells))
+        if n == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+
+
+def report_throughput(
+    args: argparse.Namespace, bare_rounds: list[Round], sdk_rounds: list[Round]
+) -> None:
+    bare, sdk = best(bare_rounds), best(sdk_rounds)
+    ratio = sdk.rate / bare.rate
+    median_ratio = median_rate(sdk_rounds) / median_rate(bare_rounds)
+    overhead_us = (1 / sdk.rate - 1 / bare.rate) * 1e6
+    print(
+        f"\nThroughput: {args.messages:,} messages at concurrency {args.concurrency}, "
+        f"best of {args.rounds} rounds each (all rounds: msg/s)"
+    )
+    rows = [("client", "best msg/s", "median msg/s", "CPU µs/msg", "rounds")]
+    for name, rounds, chosen in (("bare aiohttp", bare_rounds, bare), ("SDK", sdk_rounds, sdk)):
+        rows.append(
+            (
+                name,
+                f"{chosen.rate:,.0f}",
+                f"{median_rate(rounds):,.0f}",
+                f"{chosen.cpu_us_per_message:.1f}",
+                " ".join(f"{r.rate:,.0f}" for r in rounds),
+            )
+        )
+    print_table(rows)
+    met = "met" if ratio >= TARGET_RATIO else "NOT met"
+    print(
+        f"\n  ratio SDK/bare           {ratio:.3f}  (median rounds: {median_ratio:.3f}); "
+        f"target >= {TARGET_RATIO:.2f}: {met}"
+    )
+    print(f"  per-send overhead        {overhead_us:.1f} µs  (1/SDK rate - 1/bare rate)")
+    print(
+        f"  CPU per send, SDK - bare {sdk.cpu_us_per_message - bare.cpu_us_per_message:.1f} µs  "
+        "(process CPU, client and sandbox together)"
+    )
+
+
+def report_sequential(sends: int, bare_us: list[float], sdk_us: list[float]) -> None:
+    print(f"\nSequential: {sends:,} sends one at a time, per send (µs)")
+    rows = [("client", "median", "p10", "p90")]
+    for name, times in (("bare aiohttp", bare_us), ("SDK", sdk_us)):
+        deciles = statistics.quantiles(times, n=10)
+        rows.append(
+            (name, f"{statistics.median(times):.0f}", f"{deciles[0]:.0f}", f"{deciles[-1]:.0f}")
+        )
+    print_table(rows)
+    difference = statistics.median(sdk_us) - statistics.median(bare_us)
+    ratio = statistics.median(bare_us) / statistics.median(sdk_us)
+    print(f"\n  SDK - bare (medians)     {difference:.1f} µs;  throughput ratio {ratio:.3f}")
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(
+        f"bench_send: voipnumber {voipnumber_async.__version__}, aiohttp {aiohttp.__version__}, "
+        f"Python {platform.python_version()} ({sys.platform}), asyncio default loop; "
+        "client and sandbox share one process and one event loop"
+    )
+    async with Sandbox(record=False) as sandbox:
+        bare = Bare(sandbox, args.concurrency)
+        sdk = Sdk(sandbox, args.concurrency)
+        try:
+            # The same request bytes on the wire, or the comparison means nothing.
+            settings = sandbox.client_settings()
+            if encode_send_request(FROM, TO, TEXT) != bare.payload:
+                raise BenchmarkError("the bare loop's body differs from the SDK's")
+            if base_headers(settings["account_id"], settings["api_token"]) != bare.headers:
+                raise BenchmarkError("the bare loop's headers differ from the SDK's")
+
+            clients: dict[str, SendOne] = {"bare": bare.send, "SDK": sdk.send}
+            for who, send in clients.items():  # warm up: connections, caches, code paths
+                await timed_round(sandbox, send, args.warmup, args.concurrency, who)
+
+            results: dict[str, list[Round]] = {"bare": [], "SDK": []}
+            for n in range(args.rounds):
+                order = ("bare", "SDK") if n % 2 == 0 else ("SDK", "bare")
+                for who in order:
+                    result = await timed_round(
+                        sandbox, clients[who], args.messages, args.concurrency, who
+                    )
+                    results[who].append(result)
+                    print(
+                        f"  round {n + 1} {who:<4} {result.rate:>8,.0f} msg/s  "
+                        f"{result.cpu_us_per_message:6.1f} CPU µs/msg  "
+                        f"({result.wall_s:.2f} s)",
+                        flush=True,
+                    )
+            report_throughput(args, results["bare"], results["SDK"])
+
+            if args.sequential:
+                for who, send in clients.items():
+                    await sequential_us(sandbox, send, min(200, args.sequential), who)
+                seq: dict[str, list[float]] = {}
+                for who in ("bare", "SDK"):
+                    seq[who] = await sequential_us(sandbox, clients[who], args.sequential, who)
+                report_sequential(args.sequential, seq["bare"], seq["SDK"])
+        finally:
+            await bare.aclose()
+            await sdk.aclose()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=20_000, help="sends per round")
+    parser.add_argument("--concurrency", type=int, default=100, help="workers (and connections)")
+    parser.add_argument("--rounds", type=int, default=2, help="timed rounds of each client")
+    parser.add_argument("--warmup", type=int, default=1_000, help="untimed sends of each first")
+    parser.add_argument(
+        "--sequential", type=int, default=2_000, help="sequential sends of each (0: skip)"
+    )
+    args = parser.parse_args(argv)
+    if min(args.messages, args.concurrency, args.rounds, args.warmup) < 1 or args.sequential < 0:
+        parser.error("--messages, --concurrency, --rounds and --warmup must be at least 1")
+    if 0 < args.sequential < 10:
+        parser.error("--sequential must be 0 or at least 10")
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))
