@@ -12,6 +12,7 @@ from aioresponses import aioresponses
 from voipnumber_async import (
     APIConnectionError,
     AsyncVoipNumber,
+    ConfigurationError,
     OutcomeUnknownError,
     RetryPolicy,
     Timeout,
@@ -118,5 +119,17 @@ async def test_a_slow_answer_within_the_timeout_succeeds(sandbox: Sandbox) -> No
 def test_timeouts_must_be_positive() -> None:
     with pytest.raises(ValueError, match=r"Timeout\.read"):
         Timeout(read=0)
-    with pytest.raises(TypeError, match="timeout"):
-        AsyncVoipNumber("acc", "tok", timeout="30")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("timeout", ["30", 0, -1, True])
+def test_an_invalid_timeout_is_a_configuration_error(timeout: object) -> None:
+    with pytest.raises(ConfigurationError, match="timeout") as caught:
+        AsyncVoipNumber("acc", "tok", timeout=timeout)  # type: ignore[arg-type]
+    assert caught.value.field == "timeout"
+    with pytest.raises(ConfigurationError, match="timeout"):
+        AsyncVoipNumber("acc", "tok").with_options(timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_a_retry_that_is_not_a_policy_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="RetryPolicy"):
+        AsyncVoipNumber("acc", "tok", retry=3)  # type: ignore[arg-type]

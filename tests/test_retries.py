@@ -245,3 +245,18 @@ def test_the_policy_is_keyword_only_and_frozen() -> None:
     policy = RetryPolicy()
     with pytest.raises(AttributeError):
         policy.max_retries = 5  # type: ignore[misc]
+
+
+async def test_an_on_retry_hook_that_raises_does_not_change_the_outcome(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(event: RetryEvent) -> None:
+        raise RuntimeError("observer bug")
+
+    sandbox.inject(Fault.unavailable())
+    policy = RetryPolicy(initial_backoff=0.001, on_retry=broken)
+    async with AsyncVoipNumber(**sandbox.client_settings(), retry=policy) as client:
+        await client.sms.send(FROM, TO, "x")
+
+    assert len(sandbox.messages) == 1
+    assert "on_retry raised" in caplog.text

@@ -313,3 +313,19 @@ async def test_a_client_cannot_move_to_another_event_loop(sandbox: Sandbox) -> N
         await asyncio.to_thread(asyncio.run, client.sms.send(FROM, TO, "second loop"))
     await client.aclose()
     assert len(sandbox.messages) == 1
+
+
+async def test_a_burst_larger_than_the_pool_waits_its_turn_instead_of_failing(
+    sandbox: Sandbox,
+) -> None:
+    # Each answer takes 0.3s and one connection serves them in turn: the last of five
+    # waits ~1.2s for the pool, far past a 0.5s connect limit, and must still be sent.
+    sandbox.inject(Fault.slow(0.3, times=5))
+    timeout = Timeout(connect=0.5, total=2)
+    async with AsyncVoipNumber(
+        **sandbox.client_settings(), max_connections=1, timeout=timeout, max_retries=0
+    ) as client:
+        await asyncio.gather(*(client.sms.send(FROM, TO, f"burst {i}") for i in range(5)))
+
+    assert len(sandbox.messages) == 5
+    assert sandbox.peak_in_flight == 1

@@ -177,6 +177,10 @@ class AsyncVoipNumber:
         self._configure(Timeout.coerce(timeout), policy)
 
     def _configure(self, timeout: Timeout, retry: RetryPolicy) -> None:
+        if not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(
+                f"retry must be a RetryPolicy, got {type(retry).__name__}", field="retry"
+            )
         self._timeout = timeout
         self._aiohttp_timeout = client_timeout(timeout)
         self._retry = retry

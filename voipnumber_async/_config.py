@@ -10,6 +10,8 @@ from typing import Any
 
 import attrs
 
+from ._errors import ConfigurationError
+
 ENV_ACCOUNT_ID = "VOIPNUMBER_ACCOUNT_ID"
 ENV_API_TOKEN = "VOIPNUMBER_API_TOKEN"  # noqa: S105 - the variable's name, not a token
 ENV_BASE_URL = "VOIPNUMBER_BASE_URL"
@@ -34,8 +36,9 @@ class Timeout:
 
     The phases are told apart because they mean different things for a message:
 
-    - `connect`: waiting for a pooled connection and opening it. When it runs out,
-      nothing was sent, so the failure is an `APIConnectionError` and is retried.
+    - `connect`: opening a connection. When it runs out, nothing was sent, so the
+      failure is an `APIConnectionError` and is retried. A request that waits for a
+      free connection of the pool (`max_connections`) waits before its timeout starts.
     - `read`: the longest silence while waiting for the answer. When it runs out the
       request was sent, so the outcome is unknown (`OutcomeUnknownError`).
     - `total`: the whole attempt. When it runs out the outcome is unknown too.
@@ -49,12 +52,17 @@ class Timeout:
 
     @classmethod
     def coerce(cls, value: float | Timeout) -> Timeout:
-        """Return `value` as a `Timeout`; a number is the `total` with the default connect limit."""
+        """Return `value` as a `Timeout`; a number is the `total` with the default connect limit.
+
+        Raises:
+            ConfigurationError: `value` is neither a positive number nor a `Timeout`.
+        """
         if isinstance(value, Timeout):
             return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(
-                f"timeout must be a number of seconds or a Timeout, got {type(value).__name__}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigurationError(
+                f"timeout must be a positive number of seconds or a Timeout, got {value!r}",
+                field="timeout",
             )
         connect = DEFAULT_TIMEOUT.connect
         return cls(

@@ -65,8 +65,8 @@ class VoipNumberError(Exception):
         may_have_been_sent: `True` only when the message may have reached the service
             and been sent: retrying it without its idempotency key could send it twice.
         attempts: How many requests were made for this message (0 when none was).
-        idempotency_key: The `Idempotency-Key` every attempt carried, or `None` when
-            nothing was sent. Keep it to retry the same message safely later.
+        idempotency_key: The `Idempotency-Key` every attempt carried, or `None` when no
+            request was attempted. Keep it to retry the same message safely later.
         http_status: The HTTP status of the last answer, if there was one.
         code: The service's error code, if its answer carried one.
         description: The service's description of that code, if any.

@@ -85,7 +85,7 @@ class RetryPolicy:
             `Idempotency-Key`. Off by default: the service's idempotency is assumed, not
             documented.
         on_retry: Called with a `RetryEvent` before every wait; also logged at INFO on
-            the `voipnumber` logger.
+            the `voipnumber` logger. An exception it raises is logged, not propagated.
     """
 
     max_retries: int = attrs.field(default=DEFAULT_MAX_RETRIES, validator=_non_negative)
@@ -182,11 +182,14 @@ async def retry_after_failure(
             idempotency_key,
         )
         if policy.on_retry is not None:
-            policy.on_retry(
-                RetryEvent(
-                    attempt=attempts_made(), error=error, wait=wait, idempotency_key=idempotency_key
-                )
+            event = RetryEvent(
+                attempt=attempts_made(), error=error, wait=wait, idempotency_key=idempotency_key
             )
+            try:
+                policy.on_retry(event)
+            except Exception:
+                # An observer must not change what happens to the message.
+                logger.exception("RetryPolicy.on_retry raised; retrying regardless")
 
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.max_retries + 1) | _StopAtDeadline(policy.deadline, started),

@@ -23,8 +23,8 @@ from ._wire import Answer
 def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
     """The aiohttp timeout for one attempt.
 
-    `connect` covers the wait for a pooled connection and opening it, so that when it
-    runs out we know nothing was sent.
+    `connect` covers opening a connection (the wait for a pool slot happens before, in
+    `Transport.post`), so that when it runs out we know nothing was sent.
     """
     return aiohttp.ClientTimeout(
         total=timeout.total, connect=timeout.connect, sock_read=timeout.read
@@ -36,10 +36,15 @@ class Transport:
 
     Shared by a client and the copies `with_options()` makes of it; the client that
     created it closes it.
+
+    Requests beyond `max_connections` queue for a slot here, before their attempt's
+    timeout starts: otherwise a burst larger than the pool would spend its `connect`
+    limit waiting for a connection and fail without ever being sent.
     """
 
     def __init__(self, *, max_connections: int) -> None:
         self._max_connections = max_connections
+        self._slots = asyncio.Semaphore(max_connections)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
@@ -76,9 +81,12 @@ class Transport:
         """POST `body` and read the whole answer; raise an SDK error if that fails."""
         session = self._get_session()
         try:
-            async with session.post(
-                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-            ) as response:
+            async with (
+                self._slots,
+                session.post(
+                    url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+                ) as response,
+            ):
                 return Answer(response.status, response.headers, await response.read())
         except aiohttp.ClientError as error:
             raise map_client_error(error, url) from error

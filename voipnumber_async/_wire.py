@@ -170,7 +170,7 @@ def make_converter() -> cattrs.Converter:
         # exact type, build the message directly (half the cost of the generated
         # function); anything else goes through cattrs, which coerces or says what is
         # wrong with which field.
-        if not extra.keys() & known and _has_exact_types(data):
+        if _has_exact_types(data):
             return SentMessage(
                 id=data["id"],
                 status=data["status"],
@@ -393,8 +393,10 @@ def error_from_answer(answer: Answer, payload: Any) -> VoipNumberError:
     summary = f"{code}: {description}" if code and description else (code or description)
     if summary is None:
         summary = f"HTTP {status}" + ("" if payload is not None else f": {_excerpt(answer.body)!r}")
+    else:
+        summary += f" (HTTP {status})"
     hint = ERROR_HINTS.get(code or "") or _STATUS_HINTS.get(cls)
-    message = f"{summary} (HTTP {status})" + (f"; {hint}" if hint else "")
+    message = summary + (f"; {hint}" if hint else "")
     fields: dict[str, Any] = {
         "http_status": status,
         "code": code,

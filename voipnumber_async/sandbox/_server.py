@@ -18,7 +18,7 @@ from typing import Any, Literal, TypedDict
 import attrs
 from aiohttp import web
 
-from .._config import LOGGER_NAME
+from .._config import ENV_ACCOUNT_ID, ENV_API_TOKEN, ENV_BASE_URL, LOGGER_NAME
 from .._models import MessageStatus, SentMessage
 from .._validation import E164
 from .._wire import (
@@ -288,9 +288,9 @@ class Sandbox:
         """The environment variables a client reads, pointing at this sandbox."""
         settings = self.client_settings(account_id)
         return {
-            "VOIPNUMBER_ACCOUNT_ID": settings["account_id"],
-            "VOIPNUMBER_API_TOKEN": settings["api_token"],
-            "VOIPNUMBER_BASE_URL": settings["base_url"],
+            ENV_ACCOUNT_ID: settings["account_id"],
+            ENV_API_TOKEN: settings["api_token"],
+            ENV_BASE_URL: settings["base_url"],
         }
 
     # --- faults and records -----------------------------------------------------------
