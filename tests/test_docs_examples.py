@@ -1,0 +1,142 @@
+"""Every ```python block in docs/*.md runs, as a script, against a sandbox.
+
+A runnable block is a complete script: it reads its credentials from the environment
+(`AsyncVoipNumber()` with no arguments), which points at a fresh `Sandbox` served from a
+thread for each block. Fragments that cannot run alone are tagged ```py and skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voipnumber_async.sandbox import Sandbox
+
+ROOT = Path(__file__).parents[1]
+DOCS = ROOT / "docs"
+MKDOCS_YML = ROOT / "mkdocs.yml"
+TIMEOUT_S = 60
+MIN_RUNNABLE_BLOCKS = 12
+
+_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
+
+
+def code_blocks(text: str, language: str) -> list[str]:
+    """The bodies of the fenced blocks in `text` whose info string is exactly `language`."""
+    blocks: list[str] = []
+    lines = text.splitlines(keepends=True)
+    index = 0
+    while index < len(lines):
+        opening = _FENCE.match(lines[index].rstrip("\n"))
+        index += 1
+        if opening is None:
+            continue
+        indent, fence = opening["indent"], opening["fence"]
+        body: list[str] = []
+        while index < len(lines):
+            line = lines[index]
+            index += 1
+            closing = _FENCE.match(line.rstrip("\n"))
+            if (
+                closing is not None
+                and closing["fence"][0] == fence[0]
+                and len(closing["fence"]) >= len(fence)
+                and not closing["info"].strip()
+            ):
+                break
+            body.append(line[len(indent) :] if line.startswith(indent) else line)
+        if opening["info"].split(maxsplit=1)[:1] == [language]:
+            blocks.append("".join(body))
+    return blocks
+
+
+def nav_pages() -> list[str]:
+    """The pages listed under `nav:` in mkdocs.yml (read without a YAML dependency)."""
+    pages: list[str] = []
+    in_nav = False
+    for line in MKDOCS_YML.read_text(encoding="utf-8").splitlines():
+        if re.match(r"^\S", line):
+            in_nav = line.startswith("nav:")
+            continue
+        if in_nav:
+            pages.extend(re.findall(r"([\w./-]+\.md)\s*$", line))
+    return pages
+
+
+def runnable_examples() -> list[Any]:
+    params = []
+    for page in sorted(DOCS.glob("*.md")):
+        blocks = code_blocks(page.read_text(encoding="utf-8"), "python")
+        for number, code in enumerate(blocks, start=1):
+            params.append(pytest.param(code, id=f"{page.stem}-{number}"))
+    return params
+
+
+EXAMPLES = runnable_examples()
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    # cwd is a scratch directory, so that the package imported is the installed one.
+    return subprocess.run(
+        args, env=env, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
+    )
+
+
+@pytest.mark.parametrize("code", EXAMPLES)
+def test_example_runs(code: str, tmp_path: Path) -> None:
+    with Sandbox().serve_in_thread() as sandbox:
+        env = {**os.environ, **sandbox.env(), "PYTHONWARNINGS": "always::ResourceWarning"}
+        result = run([sys.executable, "-c", code], env, tmp_path)
+    assert result.returncode == 0, (
+        f"example exited with status {result.returncode}\n"
+        f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
+    )
+    assert "ResourceWarning" not in result.stderr, result.stderr
+
+
+def test_every_nav_page_exists_and_examples_are_found() -> None:
+    pages = nav_pages()
+    assert "index.md" in pages
+    missing = [page for page in pages if not (DOCS / page).is_file()]
+    assert not missing, f"pages in mkdocs.yml nav but not in docs/: {missing}"
+    unlisted = sorted({page.name for page in DOCS.glob("*.md")} - set(pages))
+    assert not unlisted, f"pages in docs/ but not in mkdocs.yml nav: {unlisted}"
+    assert len(EXAMPLES) >= MIN_RUNNABLE_BLOCKS, (
+        f"only {len(EXAMPLES)} ```python blocks found in {DOCS}; expected at least "
+        f"{MIN_RUNNABLE_BLOCKS}"
+    )
+
+
+def test_code_block_parser() -> None:
+    text = (
+        "```python\nprint(1)\n```\n"
+        "```py\nfragment\n```\n"
+        "!!! note\n    ```python\n    print(2)\n    ```\n"
+        "````md\n```python\nnot a block\n```\n````\n"
+    )
+    assert code_blocks(text, "python") == ["print(1)\n", "print(2)\n"]
+
+
+def test_cli_send_to_sandbox(tmp_path: Path) -> None:
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "voipnumber_async._cli",
+            "send",
+            "--sandbox",
+            "+447445459147",
+            "+447483866525",
+            "Thank you",
+        ],
+        dict(os.environ),
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "queued" in result.stdout
