@@ -285,8 +285,8 @@ class AsyncVoipNumber:
         """
         if self._transport.closed:
             raise ClientClosedError(
-                "this client is closed; create a new AsyncVoipNumber (or keep using it "
-                "inside its `async with` block)"
+                "this voipnumber client is closed; create a new one, or use it only "
+                "inside its `with` / `async with` block"
             )
         attempts = 0
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import warnings
+import weakref
 from collections.abc import Mapping
 
 import aiohttp
@@ -63,6 +65,7 @@ class Transport:
                 timeout=aiohttp.ClientTimeout(total=None),
                 raise_for_status=False,
             )
+            _LIVE.add(self)
         elif self._loop is not asyncio.get_running_loop():
             raise RuntimeError(
                 "this AsyncVoipNumber was first used on another event loop; aiohttp sessions "
@@ -114,12 +117,57 @@ class Transport:
             ResourceWarning,
             source=self,
         )
-        # Free the sockets now, without the event loop (which may be gone): closing the
-        # connector also marks the session closed, so aiohttp does not warn a second time.
+        # Marks the session closed (so aiohttp does not warn a second time) and leaves
+        # the sockets to the connector, closed on its own loop's thread when that loop
+        # runs in another one (the sync facade's portal), else here.
         connector = session.connector
-        if connector is not None:
-            with contextlib.suppress(Exception):
+        session.detach()
+        if connector is None:
+            return
+        loop = self._loop
+        with contextlib.suppress(Exception):
+            if loop is not None and loop.is_running() and not _is_running_here(loop):
+                loop.call_soon_threadsafe(connector._close)
+            else:
                 connector._close()
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's session and make the next request open one.
+
+        The session's loop and sockets belong to the parent process.
+        """
+        if self._session is not None:
+            # Kept, never closed: closing would act on the parent's connections.
+            _ABANDONED_IN_CHILD.append(self._session)
+        self._session = None
+        self._loop = None
+        self._slots = asyncio.Semaphore(self._max_connections)
+
+
+def _is_running_here(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+#: Every transport with an open session, for fork handling and interpreter exit.
+_LIVE: weakref.WeakSet[Transport] = weakref.WeakSet()
+_ABANDONED_IN_CHILD: list[aiohttp.ClientSession] = []
+
+
+def _after_fork_in_child() -> None:
+    for transport in list(_LIVE):
+        transport._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+async def close_transports_on(loop: asyncio.AbstractEventLoop) -> None:
+    """Close every open transport whose session lives on `loop` (run on that loop)."""
+    transports = [t for t in list(_LIVE) if t._loop is loop]
+    await asyncio.gather(*(t.aclose() for t in transports), return_exceptions=True)
 
 
 def map_client_error(error: aiohttp.ClientError, url: str) -> VoipNumberError:
