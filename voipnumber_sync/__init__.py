@@ -1,8 +1,16 @@
-"""The VoIP Number SDK for code that does not use asyncio.
+"""The VoIP Number SDK for code that does not use asyncio: scripts, threads, notebooks.
 
-The blocking client `VoipNumber` is generated from `voipnumber_async.AsyncVoipNumber`
-(a later release). The models and errors are re-exported here as the very same
-classes, so `except voipnumber_sync.RateLimitError` catches what either client raises.
+```py
+from voipnumber_sync import VoipNumber
+
+with VoipNumber() as client:             # VOIPNUMBER_ACCOUNT_ID, VOIPNUMBER_API_TOKEN
+    message = client.sms.send("+447445459147", "+447483866525", "Thank you")
+```
+
+`VoipNumber` is generated from `voipnumber_async.AsyncVoipNumber` and runs it on a
+private event loop, so it is the same client with blocking calls. The models and errors
+are the very same classes: `except voipnumber_sync.RateLimitError` catches what either
+client raises.
 """
 
 from voipnumber_async import (
@@ -39,6 +47,8 @@ from voipnumber_async import (
     estimate_segments,
 )
 
+from ._client import Sms, VoipNumber
+
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_CONNECTIONS",
@@ -66,8 +76,10 @@ __all__ = [
     "SegmentEstimate",
     "SentMessage",
     "ServiceUnavailableError",
+    "Sms",
     "Timeout",
     "UnexpectedResponseError",
+    "VoipNumber",
     "VoipNumberError",
     "__version__",
     "estimate_segments",
