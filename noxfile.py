@@ -37,6 +37,7 @@ def install_wheel(session: nox.Session, *extra: str) -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite against the installed wheel."""
     install_wheel(session, *group("test"))
+    session.run("python", "scripts/gen_sync.py", "--check")
     session.run("pytest", *session.posargs, env={"VOIPNUMBER_TESTS_REQUIRE_INSTALLED": "1"})
 
 
@@ -46,6 +47,7 @@ def lint(session: nox.Session) -> None:
     session.install(*group("lint"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("python", "scripts/gen_sync.py", "--check")
 
 
 @nox.session

@@ -255,8 +255,9 @@ def _returning(call: list[str], wrapper: str | None, returns: str | None) -> lis
     ]
 
 
-def generate() -> str:
-    tree = ast.parse(SOURCE.read_text())
+def generate(source: str | None = None) -> str:
+    """The sync module for the async client's `source` (default: the real one)."""
+    tree = ast.parse(SOURCE.read_text() if source is None else source)
     classes = [
         node
         for node in tree.body

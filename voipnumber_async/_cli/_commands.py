@@ -1,8 +1,12 @@
-"""The commands of `voipnumber`: send, sandbox, segments."""
+"""The commands of `voipnumber`: send, sandbox, segments.
+
+`send` uses the blocking client: a command line has no event loop of its own to share.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -13,7 +17,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .._client import AsyncVoipNumber
+from voipnumber_sync import VoipNumber
+
 from .._errors import (
     APIConnectionError,
     APIError,
@@ -28,7 +33,6 @@ from .._errors import (
     UnexpectedResponseError,
     VoipNumberError,
 )
-from .._models import SentMessage
 from .._segments import estimate_segments
 from .._version import __version__
 from .._wire import converter
@@ -119,25 +123,19 @@ def send(
     as_json: bool,
 ) -> None:
     """Send the SMS BODY from FROM to TO (E.164 numbers, such as +447483866525)."""
-    options: dict[str, Any] = {"timeout": timeout, "max_retries": max_retries}
-
-    async def run() -> tuple[SentMessage, str]:
-        if use_sandbox:
-            async with Sandbox() as sandbox:
-                settings = sandbox.client_settings()
-                async with AsyncVoipNumber(**settings, **options) as client:
-                    message = await client.sms.send(
-                        from_number, to_number, body, idempotency_key=idempotency_key
-                    )
-                    return message, f"the sandbox at {sandbox.base_url}"
-        async with AsyncVoipNumber(account_id, api_token, base_url=base_url, **options) as client:
-            message = await client.sms.send(
-                from_number, to_number, body, idempotency_key=idempotency_key
-            )
-            return message, client.base_url
-
     try:
-        message, where = asyncio.run(run())
+        with contextlib.ExitStack() as stack:
+            settings: dict[str, Any] = {
+                "account_id": account_id, "api_token": api_token, "base_url": base_url,
+            }  # fmt: skip
+            if use_sandbox:
+                sandbox = stack.enter_context(Sandbox().serve_in_thread())
+                settings = {**sandbox.client_settings()}
+            client = stack.enter_context(
+                VoipNumber(**settings, timeout=timeout, max_retries=max_retries)
+            )
+            message = client.sms.send(from_number, to_number, body, idempotency_key=idempotency_key)
+            where = f"the sandbox at {client.base_url}" if use_sandbox else client.base_url
     except VoipNumberError as error:
         _print_error(error)
         sys.exit(exit_status(error))

@@ -1,0 +1,275 @@
+"""The blocking client under what scripts, threads, notebooks and servers do to it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+
+import pytest
+from _support import FROM, TO
+
+import voipnumber_sync
+from voipnumber_async.sandbox import OTHER_ACCOUNT_NUMBER, Fault, Sandbox
+from voipnumber_sync import (
+    ClientClosedError,
+    NumberOwnershipError,
+    OutcomeUnknownError,
+    RetryPolicy,
+    SentMessage,
+    VoipNumber,
+)
+from voipnumber_sync._portal import portal
+
+FAST = RetryPolicy(initial_backoff=0.001, max_backoff=0.005)
+
+
+@pytest.fixture
+def client(voipnumber_sandbox: Sandbox) -> Iterator[VoipNumber]:
+    with VoipNumber(**voipnumber_sandbox.client_settings(), retry=FAST) as running:
+        yield running
+
+
+def test_send_blocks_and_returns_the_queued_message(
+    client: VoipNumber, voipnumber_sandbox: Sandbox
+) -> None:
+    message = client.sms.send(FROM, TO, "Thank you")
+
+    assert isinstance(message, SentMessage)
+    assert message.status == "queued"
+    assert [m.id for m in voipnumber_sandbox.messages] == [message.id]
+
+
+def test_credentials_come_from_the_environment(voipnumber_env: Sandbox) -> None:
+    with VoipNumber() as client:
+        client.sms.send(from_=FROM, to=TO, body="env")
+
+    assert voipnumber_env.messages[0].body == "env"
+
+
+def test_retries_behave_as_in_the_async_client(
+    client: VoipNumber, voipnumber_sandbox: Sandbox
+) -> None:
+    voipnumber_sandbox.inject(Fault.unavailable(times=2))
+
+    client.sms.send(FROM, TO, "retried")
+
+    assert len(voipnumber_sandbox.requests) == 3
+    assert len(voipnumber_sandbox.messages) == 1
+    assert len({r.idempotency_key for r in voipnumber_sandbox.requests}) == 1
+
+
+def test_errors_are_the_same_classes_with_the_same_attributes(
+    client: VoipNumber, voipnumber_sandbox: Sandbox
+) -> None:
+    voipnumber_sandbox.inject(Fault.server_error())
+    with pytest.raises(OutcomeUnknownError) as caught:
+        client.sms.send(FROM, TO, "x")
+
+    error = caught.value
+    assert type(error) is voipnumber_sync.OutcomeUnknownError
+    assert error.http_status == 500
+    assert error.attempts == 1
+    assert error.idempotency_key == voipnumber_sandbox.messages[0].idempotency_key
+
+
+def test_an_errors_traceback_points_at_the_callers_line(client: VoipNumber) -> None:
+    try:
+        client.sms.send(OTHER_ACCOUNT_NUMBER, TO, "x")
+        line = -1
+    except NumberOwnershipError as error:
+        line = sys._getframe().f_lineno - 3
+        frames = traceback.extract_tb(error.__traceback__)
+    assert line > 0
+    assert any(f.filename == __file__ and f.lineno == line for f in frames)
+    assert frames[0].filename == __file__  # the caller's frame comes first
+
+
+def test_with_options_returns_a_sync_copy_sharing_the_pool(
+    client: VoipNumber, voipnumber_sandbox: Sandbox
+) -> None:
+    copy = client.with_options(max_retries=0)
+    voipnumber_sandbox.inject(Fault.unavailable())
+
+    assert isinstance(copy, VoipNumber)
+    with pytest.raises(voipnumber_sync.ServiceUnavailableError):
+        copy.sms.send(FROM, TO, "x")
+    copy.close()
+    client.sms.send(FROM, TO, "still open")
+    assert copy._async._transport is client._async._transport
+    assert len(voipnumber_sandbox.messages) == 1
+
+
+def test_close_twice_is_fine_and_a_closed_client_says_so(voipnumber_sandbox: Sandbox) -> None:
+    client = VoipNumber(**voipnumber_sandbox.client_settings())
+    client.sms.send(FROM, TO, "x")
+    client.close()
+    client.close()
+
+    assert client.closed
+    with pytest.raises(ClientClosedError, match="closed"):
+        client.sms.send(FROM, TO, "after")
+    assert len(voipnumber_sandbox.requests) == 1
+
+
+def test_repr_hides_the_token_and_the_client_cannot_be_pickled() -> None:
+    client = VoipNumber("acc", "tok_very_secret")
+
+    assert repr(client).startswith("VoipNumber(account_id='acc'")
+    assert "tok_very_secret" not in repr(client)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(client)
+
+
+def test_many_threads_share_one_client_and_send_each_message_once(
+    client: VoipNumber, voipnumber_sandbox: Sandbox
+) -> None:
+    errors: list[BaseException] = []
+    ids: list[str] = []
+
+    def worker(number: int) -> None:
+        for index in range(50):
+            try:
+                ids.append(client.sms.send(FROM, TO, f"{number}-{index}").id)
+            except BaseException as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert len(set(ids)) == 32 * 50
+    bodies = [m.body for m in voipnumber_sandbox.messages]
+    assert sorted(bodies) == sorted(f"{n}-{i}" for n in range(32) for i in range(50))
+    assert all(len(group) == 1 for group in voipnumber_sandbox.messages_by_key().values())
+
+
+def test_a_caller_inside_a_running_event_loop_is_served(
+    client: VoipNumber, voipnumber_sandbox: Sandbox
+) -> None:
+    async def notebook_cell() -> SentMessage:
+        return client.sms.send(FROM, TO, "from a running loop")  # as Jupyter would
+
+    message = asyncio.run(notebook_cell())
+
+    assert message.id == voipnumber_sandbox.messages[0].id
+
+
+def test_a_call_from_the_portals_own_thread_raises_instead_of_deadlocking(
+    client: VoipNumber,
+) -> None:
+    async def on_the_portal() -> None:
+        client.sms.send(FROM, TO, "from inside")
+
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="portal's own thread"):
+        portal().call(on_the_portal)
+    assert time.monotonic() - started < 5
+
+
+def test_ctrl_c_cancels_the_request_promptly_and_the_client_stays_usable(
+    client: VoipNumber, voipnumber_sandbox: Sandbox
+) -> None:
+    voipnumber_sandbox.inject(Fault.slow(2.5))
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    started = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            client.sms.send(FROM, TO, "interrupted")
+    finally:
+        timer.cancel()
+
+    assert time.monotonic() - started < 2  # well before the 2.5s answer
+
+    async def others_running() -> int:
+        return len(asyncio.all_tasks() - {asyncio.current_task()})
+
+    assert portal().call(others_running) == 0  # the interrupted send was cancelled
+    message = client.sms.send(FROM, TO, "after ctrl-c")
+    assert message.body == "after ctrl-c"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_loop_and_session(
+    client: VoipNumber, voipnumber_sandbox: Sandbox
+) -> None:
+    client.sms.send(FROM, TO, "parent before fork")
+
+    pid = os.fork()
+    if pid == 0:  # the child: report by exit status only, never return into pytest
+        code = 1
+        try:
+            client.sms.send(FROM, TO, "child")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
+    client.sms.send(FROM, TO, "parent after fork")
+    assert [m.body for m in voipnumber_sandbox.messages] == [
+        "parent before fork",
+        "child",
+        "parent after fork",
+    ]
+
+
+EXIT_SCRIPT = """
+import gc, sys
+from voipnumber_sync import VoipNumber
+from voipnumber_async.sandbox import Sandbox
+
+with Sandbox().serve_in_thread() as sandbox:
+    dropped = VoipNumber(**sandbox.client_settings())
+    dropped.sms.send("+447445459147", "+447483866525", "dropped")
+    del dropped
+    gc.collect()
+    kept = VoipNumber(**sandbox.client_settings())   # still open at exit
+    kept.sms.send("+447445459147", "+447483866525", "kept")
+    print(len(sandbox.messages))
+"""
+
+
+def test_clients_left_open_never_hold_up_interpreter_exit() -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-W", "default", "-c", textwrap.dedent(EXIT_SCRIPT)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2"
+    assert time.monotonic() - started < 30
+    assert "Traceback" not in result.stderr
+    assert "not closed" in result.stderr  # the dropped client was reported, once
+    assert result.stderr.count("not closed") == 1
+
+
+def test_the_portal_iterates_async_iterators_and_closes_them_early() -> None:
+    closed: list[bool] = []
+
+    async def numbers() -> object:
+        try:
+            for number in range(5):
+                yield number
+        finally:
+            closed.append(True)
+
+    iterator = portal().iterate(numbers())  # type: ignore[arg-type]
+    assert [next(iterator), next(iterator)] == [0, 1]
+    iterator.close()  # type: ignore[attr-defined]
+
+    assert closed == [True]
+    assert list(portal().iterate(numbers())) == [0, 1, 2, 3, 4]  # type: ignore[arg-type]
