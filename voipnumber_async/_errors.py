@@ -15,7 +15,13 @@ VoipNumberError                      .may_have_been_sent on every error
 │   └── ServiceUnavailableError      HTTP 502/503: the request was not processed
 ├── APIConnectionError               could not connect or send: nothing was sent
 ├── OutcomeUnknownError              HTTP 500/504, connection dropped after sending, read timeout
-└── UnexpectedResponseError          not JSON, or JSON of no known shape: .http_status .excerpt
+├── UnexpectedResponseError          not JSON, or JSON of no known shape: .http_status .excerpt
+└── WebhookError                     an inbound delivery failed a check: .http_status to answer
+    ├── PayloadTooLargeError         413: the body is over the size cap
+    ├── InvalidPayloadError          400: not JSON, not an object, a field missing or mistyped
+    ├── UnsupportedContentTypeError  415: not application/json
+    ├── UntrustedHostError           403: the Host header is not the service's
+    └── InvalidSecretError           403: the webhook URL does not carry the shared secret
 ```
 
 Every failure of a send falls in one of three groups, told by `may_have_been_sent`:
@@ -38,15 +44,21 @@ __all__ = [
     "AuthenticationError",
     "ClientClosedError",
     "ConfigurationError",
+    "InvalidPayloadError",
     "InvalidRequestError",
+    "InvalidSecretError",
     "MessageInvalidError",
     "NumberNotFoundError",
     "NumberOwnershipError",
     "OutcomeUnknownError",
+    "PayloadTooLargeError",
     "RateLimitError",
     "ServiceUnavailableError",
     "UnexpectedResponseError",
+    "UnsupportedContentTypeError",
+    "UntrustedHostError",
     "VoipNumberError",
+    "WebhookError",
 ]
 
 
@@ -208,3 +220,66 @@ class UnexpectedResponseError(VoipNumberError):
     def __init__(self, message: str, *, excerpt: str = "", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.excerpt = excerpt
+
+
+class WebhookError(VoipNumberError):
+    """An inbound delivery failed one of `parse_inbound`'s checks.
+
+    `http_status` is the status a receiver answers with (the receiver of
+    `voipnumber_async.webhooks.create_app` does), and `reason` a short machine-readable
+    name of the check.
+    """
+
+    default_http_status: ClassVar[int] = 400
+    reason: ClassVar[str] = "invalid_delivery"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("http_status", self.default_http_status)
+        super().__init__(message, **kwargs)
+
+
+class PayloadTooLargeError(WebhookError):
+    """The delivery's body is larger than the receiver accepts (HTTP 413)."""
+
+    default_http_status: ClassVar[int] = 413
+    reason: ClassVar[str] = "payload_too_large"
+
+
+class InvalidPayloadError(WebhookError):
+    """The body is not JSON, not an object, or a field is missing or of the wrong type (400).
+
+    Attributes:
+        field: The offending field, when one is to blame.
+    """
+
+    default_http_status: ClassVar[int] = 400
+    reason: ClassVar[str] = "invalid_payload"
+
+    def __init__(self, message: str, *, field: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.field = field
+
+
+class UnsupportedContentTypeError(WebhookError):
+    """The delivery is not `application/json` (HTTP 415)."""
+
+    default_http_status: ClassVar[int] = 415
+    reason: ClassVar[str] = "unsupported_content_type"
+
+
+class UntrustedHostError(WebhookError):
+    """The `Host` header is not the one the service sends (HTTP 403).
+
+    The check the service suggests; any client can send that header, so it stops
+    mistakes, not attackers. Use a secret in the webhook URL for that.
+    """
+
+    default_http_status: ClassVar[int] = 403
+    reason: ClassVar[str] = "untrusted_host"
+
+
+class InvalidSecretError(WebhookError):
+    """The webhook URL does not carry the shared secret (HTTP 403)."""
+
+    default_http_status: ClassVar[int] = 403
+    reason: ClassVar[str] = "invalid_secret"

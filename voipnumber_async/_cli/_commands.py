@@ -1,4 +1,4 @@
-"""The commands of `voipnumber`: send, sandbox, segments.
+"""The commands of `voipnumber`: send, sandbox, listen, segments.
 
 `send` uses the blocking client: a command line has no event loop of its own to share.
 """
@@ -10,10 +10,11 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import click
+from aiohttp import web
 from rich.console import Console
 from rich.table import Table
 
@@ -33,10 +34,12 @@ from .._errors import (
     UnexpectedResponseError,
     VoipNumberError,
 )
+from .._models import InboundMessage
 from .._segments import estimate_segments
 from .._version import __version__
-from .._wire import converter
-from ..sandbox import DEMO_ACCOUNT_ID, DEMO_API_TOKEN, DEMO_NUMBER, Sandbox
+from .._wire import WEBHOOK_HOST, converter
+from ..sandbox import DEMO_ACCOUNT_ID, DEMO_API_TOKEN, DEMO_NUMBER, INBOUND_TRIGGER_PATH, Sandbox
+from ..webhooks import DEFAULT_WEBHOOK_PATH, create_app
 
 #: The exit status for each error class; the most specific class wins.
 EXIT_STATUS: Mapping[type[VoipNumberError], int] = {
@@ -176,6 +179,37 @@ def _print_error(error: VoipNumberError) -> None:
         )
 
 
+def _parse_webhooks(values: tuple[str, ...]) -> dict[str, str]:
+    webhooks = {}
+    for value in values:
+        number, separator, url = value.partition("=")
+        if not separator or not number or not url.startswith(("http://", "https://")):
+            raise click.BadParameter(
+                f"expected NUMBER=URL, such as +447476553275=http://127.0.0.1:8080{DEFAULT_WEBHOOK_PATH}",
+                param_hint="--webhook",
+            )
+        webhooks[number] = url
+    return webhooks
+
+
+def _serve_until_interrupted(
+    serve: Callable[[], Coroutine[Any, Any, None]], what: str, where: str
+) -> None:
+    """Run `serve` until Ctrl-C; say so, and fail clearly if the port is taken."""
+
+    async def forever() -> None:
+        await serve()
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(forever())
+    except KeyboardInterrupt:
+        stderr.print(f"{what} stopped.")
+    except OSError as error:
+        stderr.print(f"[bold red]cannot serve on {where}[/]: {error}")
+        sys.exit(EXIT_OTHER_ERROR)
+
+
 @cli.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True)
@@ -186,14 +220,25 @@ def _print_error(error: VoipNumberError) -> None:
     show_default=True,
     help="The success envelope to answer with.",
 )
-def sandbox_command(host: str, port: int, envelope: str) -> None:
+@click.option(
+    "--webhook",
+    "webhooks",
+    multiple=True,
+    metavar="NUMBER=URL",
+    help="Deliver inbound messages for NUMBER to URL (repeatable); trigger them with "
+    f"POST {INBOUND_TRIGGER_PATH}.",
+)
+def sandbox_command(host: str, port: int, envelope: str, webhooks: tuple[str, ...]) -> None:
     """Run the sandbox service until Ctrl-C, for clients in other processes."""
     logging.getLogger("voipnumber.sandbox").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
         _configure_logging(1)
+    sandbox = Sandbox(
+        envelope="nested" if envelope == "nested" else "single",
+        webhooks=_parse_webhooks(webhooks),
+    )
 
     async def serve() -> None:
-        sandbox = Sandbox(envelope="nested" if envelope == "nested" else "single")
         await sandbox.start(host, port)
         stderr.print(
             f"Sandbox serving at {sandbox.base_url} (Ctrl-C to stop). Point a client at it:"
@@ -204,18 +249,62 @@ def sandbox_command(host: str, port: int, envelope: str) -> None:
             f"export VOIPNUMBER_API_TOKEN={DEMO_API_TOKEN}",
             highlight=False,
         )
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await sandbox.close()
+        for number in sandbox.webhooks:
+            stderr.print(
+                f"Inbound messages to {number}: curl -X POST {sandbox.base_url}"
+                f"{INBOUND_TRIGGER_PATH} -H 'Content-Type: application/json' "
+                f"""-d '{{"to": "{number}", "body": "Hello"}}'""",
+                highlight=False,
+            )
 
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        stderr.print("Sandbox stopped.")
-    except OSError as error:
-        stderr.print(f"[bold red]cannot serve on {host}:{port}[/]: {error}")
-        sys.exit(EXIT_OTHER_ERROR)
+    _serve_until_interrupted(serve, "Sandbox", f"{host}:{port}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--path", default=DEFAULT_WEBHOOK_PATH, show_default=True,
+              help="May hold the secret as a segment: /webhooks/voipnumber/{secret}.")  # fmt: skip
+@click.option(
+    "--secret",
+    envvar="VOIPNUMBER_WEBHOOK_SECRET",
+    help="The secret the webhook URL must carry (default $VOIPNUMBER_WEBHOOK_SECRET).",
+)
+@click.option(
+    "--host-check/--no-host-check",
+    default=True,
+    show_default=True,
+    help=f"Refuse deliveries whose Host is not {WEBHOOK_HOST}.",
+)
+def listen(host: str, port: int, path: str, secret: str | None, host_check: bool) -> None:
+    """Receive inbound SMS/MMS; print each as one JSON line on stdout (logs on stderr)."""
+    if not logging.getLogger().handlers:
+        _configure_logging(1)
+
+    async def print_message(message: InboundMessage) -> None:
+        sys.stdout.write(json.dumps(converter.unstructure(message)) + "\n")
+        sys.stdout.flush()
+
+    app = create_app(
+        print_message,
+        path=path,
+        secret=secret,
+        expected_host=WEBHOOK_HOST if host_check else None,
+    )
+
+    async def serve() -> None:
+        # No access log: it would write each request's URL, and the URL holds the secret.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        bound = runner.addresses[0][1]
+        stderr.print(
+            f"Listening on http://{host}:{bound}{path}"
+            + (" (secret required)" if secret else " (no secret: anyone may post)"),
+            highlight=False,
+        )
+
+    _serve_until_interrupted(serve, "Listener", f"{host}:{port}")
 
 
 @cli.command()

@@ -9,17 +9,18 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Literal, TypedDict
 
+import aiohttp
 import attrs
 from aiohttp import web
 
 from .._config import ENV_ACCOUNT_ID, ENV_API_TOKEN, ENV_BASE_URL, LOGGER_NAME
-from .._models import MessageStatus, SentMessage
+from .._models import InboundMessage, MessageStatus, MessageType, SentMessage
 from .._validation import E164
 from .._wire import (
     ERROR_DESCRIPTIONS,
@@ -30,8 +31,10 @@ from .._wire import (
     HEADER_REQUEST_ID,
     JSON_CONTENT_TYPE,
     SEND_SMS_PATH,
+    WEBHOOK_HEADERS,
     bearer_token,
     encode_error,
+    encode_inbound,
     encode_send_success,
 )
 from ._faults import Fault, FaultQueue
@@ -40,9 +43,11 @@ __all__ = [
     "DEMO_ACCOUNT_ID",
     "DEMO_API_TOKEN",
     "DEMO_NUMBER",
+    "INBOUND_TRIGGER_PATH",
     "OTHER_ACCOUNT_NUMBER",
     "AcceptedMessage",
     "ClientSettings",
+    "Delivery",
     "RecordedRequest",
     "Sandbox",
     "SandboxAccount",
@@ -131,6 +136,37 @@ class AcceptedMessage:
     timestamp_s: int
 
 
+#: Where the sandbox takes orders to deliver an inbound message (an extension of the
+#: sandbox, not of the service): `POST {"to": ..., "from": ..., "body": ..., "type": ...}`.
+INBOUND_TRIGGER_PATH = "/sandbox/inbound"
+
+
+@attrs.frozen(kw_only=True)
+class Delivery:
+    """One POST of an inbound message to a webhook, and how the receiver answered.
+
+    Attributes:
+        message: What was delivered.
+        url: Where it was posted.
+        attempt: 1 for the first delivery of this `mdr_id`, 2 for the first redelivery...
+        status: The HTTP status the receiver answered, or `None` if it could not be
+            reached (then `error` says why).
+        answer: The body of the receiver's answer.
+    """
+
+    message: InboundMessage
+    url: str
+    attempt: int
+    status: int | None
+    answer: bytes = b""
+    error: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the receiver answered 2xx, as the service counts it."""
+        return self.status is not None and 200 <= self.status < 300
+
+
 @attrs.frozen
 class _StoredAnswer:
     fingerprint: bytes
@@ -157,6 +193,7 @@ class Sandbox:
         seed: Seeds the randomness of faults injected with a `rate`.
         record: Keep every request in `requests` (turn off for very long runs;
             `messages` and the counters are kept regardless).
+        webhooks: The webhook URL of each number, for `deliver_inbound`.
     """
 
     def __init__(
@@ -166,6 +203,7 @@ class Sandbox:
         envelope: Literal["single", "nested"] = "single",
         seed: int | None = None,
         record: bool = True,
+        webhooks: Mapping[str, str] | None = None,
     ) -> None:
         self.accounts = {
             account.account_id: account for account in (accounts or _default_accounts())
@@ -182,6 +220,8 @@ class Sandbox:
         self.request_count = 0
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.webhooks: dict[str, str] = dict(webhooks or {})
+        self.deliveries: list[Delivery] = []
         self._faults = FaultQueue(seed)
         self._answers: dict[tuple[str, str], _StoredAnswer] = {}
         self._runner: web.AppRunner | None = None
@@ -194,6 +234,7 @@ class Sandbox:
         """The aiohttp application, to mount or serve yourself."""
         app = web.Application()
         app.router.add_post(SEND_SMS_PATH, self._handle_send)
+        app.router.add_post(INBOUND_TRIGGER_PATH, self._handle_inbound_trigger)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -312,10 +353,93 @@ class Sandbox:
         """Forget requests, messages, counters, faults and stored idempotent answers."""
         self.requests.clear()
         self.messages.clear()
+        self.deliveries.clear()
         self.request_count = 0
         self.peak_in_flight = self.in_flight
         self._faults.clear()
         self._answers.clear()
+
+    # --- inbound messages -------------------------------------------------------------
+
+    async def deliver_inbound(
+        self,
+        to: str,
+        body: str = "Hello from the sandbox",
+        *,
+        from_: str = "+447483866525",
+        type: str = MessageType.SMS,
+        mdr_id: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        timeout: float = 10.0,
+    ) -> Delivery:
+        """POST an inbound message for number `to` to its webhook, as the service would.
+
+        The delivery has the documented headers and body; how the receiver answered is
+        returned and kept in `deliveries`. Callable from any event loop, the sandbox's
+        own or another.
+
+        Raises:
+            KeyError: `to` has no webhook (set one in `webhooks`).
+        """
+        url = self.webhooks.get(to)
+        if url is None:
+            raise KeyError(f"no webhook for {to}: set sandbox.webhooks[{to!r}] = url")
+        now = int(time.time())
+        message = InboundMessage(
+            status="received",
+            from_=from_,
+            to=to,
+            type=type,
+            body=body,
+            mdr_timestamp_s=now,
+            mdr_created=datetime.fromtimestamp(now, timezone.utc),
+            mdr_id=mdr_id or str(uuid.uuid4()),
+            extra=dict(extra or {}),
+        )
+        return await self._deliver(message, url, timeout)
+
+    async def redeliver(self, delivery: Delivery, *, timeout: float = 10.0) -> Delivery:
+        """Deliver the same message (same `mdr_id`) again.
+
+        As the service does after a failed delivery or an answer it did not get.
+        """
+        return await self._deliver(delivery.message, delivery.url, timeout)
+
+    async def _deliver(self, message: InboundMessage, url: str, timeout: float) -> Delivery:
+        attempt = 1 + sum(d.message.mdr_id == message.mdr_id for d in self.deliveries)
+        status: int | None = None
+        answer, error = b"", None
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+                session.post(url, data=encode_inbound(message), headers=WEBHOOK_HEADERS) as reply,
+            ):
+                status, answer = reply.status, await reply.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as failure:
+            error = f"{type(failure).__name__}: {failure}"
+        delivery = Delivery(
+            message=message, url=url, attempt=attempt, status=status, answer=answer, error=error
+        )
+        self.deliveries.append(delivery)
+        logger.info("delivered %s to %s -> %s", message.mdr_id, message.to, status or error)
+        return delivery
+
+    async def _handle_inbound_trigger(self, request: web.Request) -> web.Response:
+        try:
+            order = await request.json()
+            delivery = await self.deliver_inbound(
+                str(order["to"]),
+                str(order.get("body", "Hello from the sandbox")),
+                from_=str(order.get("from", "+447483866525")),
+                type=str(order.get("type", MessageType.SMS)),
+                mdr_id=order.get("mdr_id"),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            return web.json_response({"error": str(error)}, status=400)
+        return web.json_response(
+            {"mdr_id": delivery.message.mdr_id, "status": delivery.status,
+             "attempt": delivery.attempt, "error": delivery.error}
+        )  # fmt: skip
 
     def messages_by_key(self) -> dict[str | None, list[AcceptedMessage]]:
         """Accepted messages grouped by idempotency key: a key with two is a duplicate."""

@@ -1,0 +1,286 @@
+"""parse_inbound: every check, its exception and its status; the fixtures to exact values."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from _support import fixture_bytes, fixture_json
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import voipnumber_sync.webhooks
+from voipnumber_async.webhooks import (
+    InboundMessage,
+    InvalidPayloadError,
+    InvalidSecretError,
+    PayloadTooLargeError,
+    UnsupportedContentTypeError,
+    UntrustedHostError,
+    WebhookError,
+    parse_inbound,
+)
+
+HEADERS: dict[str, str] = fixture_json("inbound-headers.json")
+SMS = fixture_bytes("inbound-sms.json")
+
+
+def payload(**changes: Any) -> bytes:
+    data = {**fixture_json("inbound-sms.json"), **changes}
+    return json.dumps({k: v for k, v in data.items() if v is not ...}).encode()
+
+
+def test_the_sms_fixture_parses_to_the_exact_message() -> None:
+    assert parse_inbound(SMS, HEADERS) == InboundMessage(
+        status="received",
+        from_="+447445459147",
+        to="+447476553275",
+        type="sms",
+        body="text sent in SMS",
+        mdr_timestamp_s=1716204585,
+        mdr_created=datetime(2024, 5, 20, 11, 29, 45, tzinfo=timezone.utc),
+        mdr_id="da84a7b1-1a80-4e96-885e-e719d5ec909c",
+    )
+
+
+def test_the_mms_fixture_parses_to_the_exact_message() -> None:
+    message = parse_inbound(fixture_bytes("inbound-mms.json"), HEADERS)
+
+    assert (message.type, message.body, message.mdr_id) == (
+        "mms",
+        "photo attached",
+        "0b6f3c1e-5a7d-4d7e-9f0e-2b1c3d4e5f60",
+    )
+    assert message.mdr_created == datetime(2024, 5, 20, 11, 29, 50, tzinfo=timezone.utc)
+    assert message.mdr_created.timestamp() == message.mdr_timestamp_s
+
+
+def test_an_unknown_type_status_and_extra_fields_are_kept() -> None:
+    message = parse_inbound(payload(type="rcs", status="archived", media=["a.jpg"]), HEADERS)
+
+    assert (message.type, message.status) == ("rcs", "archived")
+    assert message.extra == {"media": ["a.jpg"]}
+
+
+def test_the_sync_package_offers_the_same_function_and_classes() -> None:
+    assert voipnumber_sync.webhooks.parse_inbound is parse_inbound
+    assert voipnumber_sync.webhooks.InboundMessage is InboundMessage
+    assert voipnumber_sync.webhooks.WebhookError is WebhookError
+    assert voipnumber_sync.InvalidSecretError is InvalidSecretError
+
+
+# --- size ---------------------------------------------------------------------------------
+
+
+def test_a_body_over_the_cap_is_payload_too_large() -> None:
+    with pytest.raises(PayloadTooLargeError) as caught:
+        parse_inbound(b" " * (64 * 1024 + 1), HEADERS)
+    assert caught.value.http_status == 413
+
+
+def test_the_cap_is_inclusive_and_configurable() -> None:
+    assert parse_inbound(SMS, HEADERS, max_bytes=len(SMS)).mdr_id
+    with pytest.raises(PayloadTooLargeError):
+        parse_inbound(SMS, HEADERS, max_bytes=len(SMS) - 1)
+
+
+# --- payload ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"{not json", b"\xff\xfe", b"[1, 2]", b'"text"', b"null", b"42"]
+)
+def test_a_body_that_is_not_a_json_object_is_invalid(body: bytes) -> None:
+    with pytest.raises(InvalidPayloadError) as caught:
+        parse_inbound(body, HEADERS)
+    assert caught.value.http_status == 400
+
+
+FIELDS = ["status", "from", "to", "type", "body", "mdr_timestamp_s", "mdr_created", "mdr_id"]
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_a_missing_field_is_named(field: str) -> None:
+    with pytest.raises(InvalidPayloadError, match=repr(field)) as caught:
+        parse_inbound(payload(**{field: ...}), HEADERS)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("status", None),
+        ("from", 447445459147),
+        ("to", ["+447476553275"]),
+        ("type", {"kind": "sms"}),
+        ("body", 1),
+        ("mdr_timestamp_s", "1716204585"),
+        ("mdr_timestamp_s", True),
+        ("mdr_timestamp_s", 1716204585.5),
+        ("mdr_created", 1716204585),
+        ("mdr_id", None),
+    ],
+)
+def test_a_mistyped_field_is_named(field: str, value: object) -> None:
+    with pytest.raises(InvalidPayloadError, match=repr(field)) as caught:
+        parse_inbound(payload(**{field: value}), HEADERS)
+    assert caught.value.field == field
+
+
+def test_an_unreadable_date_is_named() -> None:
+    with pytest.raises(InvalidPayloadError, match="mdr_created") as caught:
+        parse_inbound(payload(mdr_created="yesterday"), HEADERS)
+    assert caught.value.field == "mdr_created"
+
+
+# --- content type -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=utf-8", 'Application/JSON;charset="UTF-8"', "application/json"],
+)
+def test_a_json_content_type_with_or_without_charset_is_accepted(content_type: str) -> None:
+    assert parse_inbound(SMS, {**HEADERS, "Content-Type": content_type}).mdr_id
+
+
+def test_the_declared_charset_decodes_the_body() -> None:
+    body = payload(body="Grüße").decode().replace("\\u00fc", "ü").replace("\\u00df", "ß")
+    message = parse_inbound(
+        body.encode("latin-1"), {**HEADERS, "Content-Type": "application/json; charset=latin-1"}
+    )
+    assert message.body == "Grüße"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "", "application/json; charset=klingon"],
+)
+def test_another_content_type_is_unsupported(content_type: str) -> None:
+    with pytest.raises(UnsupportedContentTypeError) as caught:
+        parse_inbound(SMS, {**HEADERS, "Content-Type": content_type})
+    assert caught.value.http_status == 415
+
+
+def test_a_missing_content_type_is_unsupported() -> None:
+    headers = {k: v for k, v in HEADERS.items() if k != "Content-Type"}
+    with pytest.raises(UnsupportedContentTypeError):
+        parse_inbound(SMS, headers)
+
+
+# --- host ---------------------------------------------------------------------------------
+
+
+def test_header_names_match_in_any_case() -> None:
+    headers = {name.upper(): value for name, value in HEADERS.items()}
+    assert parse_inbound(SMS, headers).mdr_id
+
+
+@pytest.mark.parametrize("host", ["evil.example", "", "api.voipnumber.net.evil.example"])
+def test_another_host_is_untrusted(host: str) -> None:
+    with pytest.raises(UntrustedHostError) as caught:
+        parse_inbound(SMS, {**HEADERS, "Host": host})
+    assert caught.value.http_status == 403
+
+
+def test_a_host_with_a_port_or_in_capitals_is_the_service() -> None:
+    assert parse_inbound(SMS, {**HEADERS, "Host": "API.voipnumber.net:443"}).mdr_id
+
+
+def test_behind_a_proxy_the_forwarded_host_is_checked() -> None:
+    headers = {**HEADERS, "Host": "internal:8080", "X-Forwarded-Host": "api.voipnumber.net"}
+    assert parse_inbound(SMS, headers).mdr_id
+    headers["X-Forwarded-Host"] = "evil.example"
+    with pytest.raises(UntrustedHostError):
+        parse_inbound(SMS, headers)
+
+
+def test_the_host_check_can_be_changed_or_turned_off() -> None:
+    headers = {**HEADERS, "Host": "hooks.example.com"}
+    assert parse_inbound(SMS, headers, expected_host=["hooks.example.com", "x"]).mdr_id
+    assert parse_inbound(SMS, headers, expected_host=None).mdr_id
+
+
+# --- secret -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/webhooks/voipnumber?secret=s3cr3t",
+        "/webhooks/voipnumber/s3cr3t",
+        "https://hooks.example.com/in/s3cr3t/sms?x=1",
+        "/webhooks/voipnumber?a=1&secret=s3cr3t",
+    ],
+)
+def test_the_secret_may_be_a_path_segment_or_a_query_parameter(url: str) -> None:
+    assert parse_inbound(SMS, HEADERS, url=url, secret="s3cr3t").mdr_id
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/webhooks/voipnumber", "/webhooks/voipnumber?secret=wrong", "/webhooks/s3cr3tx",
+     "/webhooks/voipnumber?token=s3cr3t"],
+)  # fmt: skip
+def test_a_url_without_the_secret_is_refused(url: str) -> None:
+    with pytest.raises(InvalidSecretError) as caught:
+        parse_inbound(SMS, HEADERS, url=url, secret="s3cr3t")
+    assert caught.value.http_status == 403
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_the_secret_is_checked_before_the_payload_is_read() -> None:
+    with pytest.raises(InvalidSecretError):
+        parse_inbound(b"{not json", {"Host": "evil"}, url="/hook", secret="s3cr3t")
+
+
+def test_a_secret_without_a_url_is_a_programming_error() -> None:
+    with pytest.raises(TypeError, match="url="):
+        parse_inbound(SMS, HEADERS, secret="s3cr3t")
+    with pytest.raises(ValueError, match="empty secret"):
+        parse_inbound(SMS, HEADERS, url="/hook", secret="")
+
+
+# --- anything at all ------------------------------------------------------------------------
+
+header_values = st.text(max_size=40)
+header_maps = st.dictionaries(
+    st.sampled_from(["Content-Type", "content-type", "Host", "HOST", "X-Forwarded-Host", "X"]),
+    header_values,
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+near_deliveries = st.fixed_dictionaries(
+    {},
+    optional={
+        name: st.one_of(json_values, st.just(fixture_json("inbound-sms.json")[name]))
+        for name in FIELDS
+    },
+).map(lambda data: json.dumps(data).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.binary(max_size=300) | near_deliveries,
+    headers=header_maps | st.just(HEADERS),
+    url=st.none() | st.text(max_size=40),
+    secret=st.none() | st.text(min_size=1, max_size=10),
+)
+def test_any_input_gives_a_message_or_a_webhook_error(
+    body: bytes, headers: dict[str, str], url: str | None, secret: str | None
+) -> None:
+    try:
+        result = parse_inbound(
+            body, headers, url=url if secret is None else url or "/", secret=secret
+        )
+    except WebhookError as error:
+        assert error.http_status in (400, 403, 413, 415)
+    else:
+        assert isinstance(result, InboundMessage)

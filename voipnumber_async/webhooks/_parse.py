@@ -1,0 +1,154 @@
+"""`parse_inbound`: check and decode one delivery, from raw bytes and headers. No I/O."""
+
+from __future__ import annotations
+
+import codecs
+import hmac
+import json
+from collections.abc import Iterable, Mapping
+from typing import Final
+from urllib.parse import parse_qsl, urlsplit
+
+from .._errors import (
+    InvalidPayloadError,
+    InvalidSecretError,
+    PayloadTooLargeError,
+    UnsupportedContentTypeError,
+    UntrustedHostError,
+)
+from .._models import InboundMessage
+from .._wire import JSON_CONTENT_TYPE, WEBHOOK_HOST, structure_inbound
+
+__all__ = ["DEFAULT_MAX_WEBHOOK_BYTES", "DEFAULT_SECRET_PARAM", "parse_inbound"]
+
+#: The largest delivery accepted: a documented one is about 250 bytes.
+DEFAULT_MAX_WEBHOOK_BYTES: Final = 64 * 1024
+#: The query parameter that carries the shared secret, when not a path segment.
+DEFAULT_SECRET_PARAM: Final = "secret"  # noqa: S105 - a parameter name
+
+
+def parse_inbound(
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    url: str | None = None,
+    secret: str | None = None,
+    secret_param: str = DEFAULT_SECRET_PARAM,
+    expected_host: str | Iterable[str] | None = WEBHOOK_HOST,
+    max_bytes: int = DEFAULT_MAX_WEBHOOK_BYTES,
+) -> InboundMessage:
+    """Check one webhook delivery and return the message it carries.
+
+    Works with any framework: pass the raw body (not a parsed dict, so that what is
+    checked is what was sent) and the request's headers (any mapping; names in any
+    case).
+
+    ```py
+    message = parse_inbound(request.get_data(), request.headers,
+                            url=request.full_path, secret=WEBHOOK_SECRET)   # Flask
+    ```
+
+    The checks, in order, each with its own error (all `WebhookError`s, whose
+    `http_status` is the answer to give):
+
+    1. the body is at most `max_bytes` (`PayloadTooLargeError`, 413);
+    2. when `secret` is set, `url` carries it as a path segment or as the query
+       parameter `secret_param`, compared in constant time (`InvalidSecretError`, 403);
+    3. the `Host` header (or `X-Forwarded-Host`, behind a proxy) is one of
+       `expected_host`, by default the service's `api.voipnumber.net`; `None` turns
+       this check off (`UntrustedHostError`, 403);
+    4. the content type is `application/json`, a `charset` allowed
+       (`UnsupportedContentTypeError`, 415);
+    5. the body is a JSON object with every documented field, of its documented type
+       (`InvalidPayloadError`, 400).
+
+    The `Host` check is the one the service suggests, and any client can fake that
+    header: it stops mistakes, not attackers. The secret in the URL is the check to
+    rely on; keep the URL out of logs.
+
+    Args:
+        body: The request's raw body.
+        headers: The request's headers.
+        url: The URL the delivery was posted to (a full URL, or its path and query):
+            needed when `secret` is set.
+        secret: The shared secret the webhook URL must carry.
+        secret_param: The query parameter that may carry it.
+        expected_host: The `Host` values accepted; `None` to skip the check.
+        max_bytes: The largest body accepted.
+
+    Returns:
+        The message, with unknown fields in `extra` and an unknown `type` kept.
+
+    Raises:
+        WebhookError: One of the checks failed; see above for which class means what.
+    """
+    if len(body) > max_bytes:
+        raise PayloadTooLargeError(
+            f"the delivery is {len(body)} bytes, over the limit of {max_bytes}"
+        )
+    lowered = {name.lower(): value for name, value in headers.items()}
+    if secret is not None:
+        _check_secret(url, secret, secret_param)
+    if expected_host is not None:
+        _check_host(lowered, expected_host)
+    text = _decode(body, lowered.get("content-type"))
+    try:
+        payload = json.loads(text)
+    except ValueError as error:
+        raise InvalidPayloadError(f"the delivery is not JSON: {error}") from None
+    return structure_inbound(payload)
+
+
+def _check_secret(url: str | None, secret: str, secret_param: str) -> None:
+    if url is None:
+        raise TypeError("parse_inbound(secret=...) needs url=, the URL the delivery came to")
+    if not secret:
+        raise ValueError("an empty secret would accept every delivery; pass None to skip")
+    parts = urlsplit(url)
+    candidates = [segment for segment in parts.path.split("/") if segment]
+    candidates += [value for name, value in parse_qsl(parts.query) if name == secret_param]
+    expected = secret.encode()
+    # Every candidate is compared, so the time taken says nothing of where a match is.
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(candidate.encode(), expected)
+    if not matched:
+        raise InvalidSecretError(
+            "the webhook URL does not carry the shared secret "
+            f"(as a path segment or as ?{secret_param}=)"
+        )
+
+
+def _check_host(headers: Mapping[str, str], expected: str | Iterable[str]) -> None:
+    allowed = {expected.lower()} if isinstance(expected, str) else {h.lower() for h in expected}
+    forwarded = headers.get("x-forwarded-host", "").split(",")[0].strip()
+    host = forwarded or headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name.lower() not in allowed:
+        raise UntrustedHostError(
+            f"the delivery's Host is {host!r}, not {sorted(allowed)[0]!r} as the service "
+            "sends (pass expected_host= to change, or None to skip this check)"
+        )
+
+
+def _decode(body: bytes, content_type: str | None) -> str:
+    media_type, _, parameters = (content_type or "").partition(";")
+    if media_type.strip().lower() != JSON_CONTENT_TYPE:
+        raise UnsupportedContentTypeError(
+            f"the delivery's content type is {content_type!r}, not {JSON_CONTENT_TYPE!r}"
+        )
+    charset = "utf-8"
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"').lower()
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        raise UnsupportedContentTypeError(
+            f"the delivery's charset {charset!r} is not one Python knows"
+        ) from None
+    try:
+        return body.decode(charset)
+    except UnicodeDecodeError as error:
+        raise InvalidPayloadError(f"the delivery is not valid {charset}: {error}") from None

@@ -1,0 +1,130 @@
+"""`create_app`: an aiohttp application that receives deliveries and hands them over."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Final
+
+from aiohttp import web
+
+from .._config import LOGGER_NAME
+from .._errors import PayloadTooLargeError, WebhookError
+from .._models import InboundMessage
+from .._wire import WEBHOOK_HOST
+from ._parse import DEFAULT_MAX_WEBHOOK_BYTES, DEFAULT_SECRET_PARAM, parse_inbound
+from ._store import DeliveryStore, MemoryDeliveryStore
+
+__all__ = ["DEFAULT_WEBHOOK_PATH", "InboundHandler", "create_app"]
+
+logger = logging.getLogger(f"{LOGGER_NAME}.webhooks")
+
+DEFAULT_WEBHOOK_PATH: Final = "/webhooks/voipnumber"
+
+InboundHandler = Callable[[InboundMessage], Awaitable[Any]]
+"""An async callable that takes an `InboundMessage`; what it returns is ignored."""
+
+_READ_CHUNK: Final = 16 * 1024
+
+
+def create_app(
+    handler: InboundHandler,
+    *,
+    path: str = DEFAULT_WEBHOOK_PATH,
+    secret: str | None = None,
+    secret_param: str = DEFAULT_SECRET_PARAM,
+    expected_host: str | Iterable[str] | None = WEBHOOK_HOST,
+    max_bytes: int = DEFAULT_MAX_WEBHOOK_BYTES,
+    store: DeliveryStore | None = None,
+) -> web.Application:
+    """An aiohttp application that receives the service's deliveries at `path`.
+
+    ```py
+    async def on_message(message: InboundMessage) -> None:
+        print(message.from_, message.body)
+
+    web.run_app(create_app(on_message, secret=os.environ["WEBHOOK_SECRET"]))
+    ```
+
+    Each delivery is checked by `parse_inbound` (same arguments), then handed to
+    `handler`. The answer tells the service what happened, as it records it:
+
+    - **200** once `handler` returned, and for a redelivery of an `mdr_id` already
+      handled (the handler is not called again);
+    - **400, 403, 413, 415** for a delivery that fails a check, with a short JSON
+      error (`{"error": "invalid_secret", "message": "..."}`);
+    - **409** while another delivery of the same `mdr_id` is being handled;
+    - **500** when `handler` raised: the claim is released, so the service's next
+      delivery of that message reaches the handler again.
+
+    Args:
+        handler: Called with each new message.
+        path: Where deliveries are posted. It may hold the secret as a route
+            variable, e.g. `/webhooks/voipnumber/{secret}`; the value is compared in
+            constant time, never matched by the router.
+        secret: The shared secret the webhook URL must carry (recommended).
+        secret_param: The query parameter that may carry it.
+        expected_host: The `Host` values accepted; `None` to skip the check.
+        max_bytes: The largest body accepted.
+        store: Remembers handled `mdr_id`s; default a `MemoryDeliveryStore` (this
+            process only, bounded, a day long). Pass one over your database to
+            deduplicate across processes and restarts.
+    """
+    deliveries = store if store is not None else MemoryDeliveryStore()
+
+    async def receive(request: web.Request) -> web.Response:
+        try:
+            body = await _read_body(request, max_bytes)
+            message = parse_inbound(
+                body,
+                request.headers,
+                url=str(request.rel_url),
+                secret=secret,
+                secret_param=secret_param,
+                expected_host=expected_host,
+                max_bytes=max_bytes,
+            )
+        except WebhookError as error:
+            logger.warning("refused a delivery (%d %s): %s", error.http_status, error.reason, error)
+            return _answer(error.http_status or 400, error=error.reason, message=str(error))
+
+        claim = await deliveries.claim(message.mdr_id)
+        if claim == "done":
+            logger.info("delivery of %s was handled before; not handled again", message.mdr_id)
+            return _answer(200, status="duplicate", mdr_id=message.mdr_id)
+        if claim == "in_progress":
+            return _answer(409, error="in_progress", mdr_id=message.mdr_id)
+        try:
+            await handler(message)
+        except Exception:
+            await deliveries.release(message.mdr_id)
+            logger.exception("the handler failed on %s; answering 500", message.mdr_id)
+            return _answer(500, error="handler_failed", mdr_id=message.mdr_id)
+        except BaseException:
+            await deliveries.release(message.mdr_id)
+            raise
+        await deliveries.complete(message.mdr_id)
+        return _answer(200, status="accepted", mdr_id=message.mdr_id)
+
+    app = web.Application()
+    app.router.add_post(path, receive)
+    return app
+
+
+async def _read_body(request: web.Request, max_bytes: int) -> bytes:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLargeError(
+            f"the delivery is {request.content_length} bytes, over the limit of {max_bytes}"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(_READ_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLargeError(f"the delivery is over the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _answer(http_status: int, /, **fields: Any) -> web.Response:
+    return web.json_response(fields, status=http_status)

@@ -1,0 +1,93 @@
+"""Which deliveries were handled already: the memory that makes a redelivery a no-op."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Final, Literal, Protocol, runtime_checkable
+
+__all__ = ["Claim", "DeliveryStore", "MemoryDeliveryStore"]
+
+Claim = Literal["new", "done", "in_progress"]
+"""What `DeliveryStore.claim` found: hand it to the handler, or it was handled already,
+or another delivery of it is being handled right now."""
+
+DEFAULT_MAX_ENTRIES: Final = 100_000
+DEFAULT_TTL_S: Final = 24 * 3600.0
+
+
+@runtime_checkable
+class DeliveryStore(Protocol):
+    """Remembers which `mdr_id`s were handled, so each reaches the handler once.
+
+    Implement it over your database to deduplicate across processes and restarts:
+    `claim` must be atomic (an insert that fails on a duplicate key, say).
+    """
+
+    async def claim(self, mdr_id: str) -> Claim:
+        """Mark `mdr_id` as being handled, unless it is done or being handled already."""
+        ...
+
+    async def complete(self, mdr_id: str) -> None:
+        """The handler accepted `mdr_id`: remember it as done."""
+        ...
+
+    async def release(self, mdr_id: str) -> None:
+        """The handler failed on `mdr_id`: forget the claim, so a redelivery is handled."""
+        ...
+
+
+class MemoryDeliveryStore:
+    """A `DeliveryStore` in this process's memory: bounded, and forgetting after a while.
+
+    Args:
+        max_entries: How many `mdr_id`s it remembers; the oldest go first.
+        ttl_s: How long it remembers one, in seconds. The service redelivers within
+            hours, not days, so a day is plenty.
+        clock: Where time comes from (for tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        ttl_s: float = DEFAULT_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1 or not ttl_s > 0:
+            raise ValueError("max_entries must be >= 1 and ttl_s > 0")
+        self._max_entries = max_entries
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[bool, float]] = OrderedDict()  # done, expiry
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def claim(self, mdr_id: str) -> Claim:
+        """See `DeliveryStore.claim`."""
+        now = self._clock()
+        entry = self._entries.get(mdr_id)
+        if entry is not None and entry[1] > now:
+            return "done" if entry[0] else "in_progress"
+        self._remember(mdr_id, done=False, now=now)
+        return "new"
+
+    async def complete(self, mdr_id: str) -> None:
+        """See `DeliveryStore.complete`."""
+        self._remember(mdr_id, done=True, now=self._clock())
+
+    async def release(self, mdr_id: str) -> None:
+        """See `DeliveryStore.release`."""
+        self._entries.pop(mdr_id, None)
+
+    def _remember(self, mdr_id: str, *, done: bool, now: float) -> None:
+        self._entries[mdr_id] = (done, now + self._ttl_s)
+        self._entries.move_to_end(mdr_id)
+        # Entries are kept in order of last write, so the expired ones are at the front.
+        while self._entries:
+            oldest, (_, expiry) = next(iter(self._entries.items()))
+            if expiry > now and len(self._entries) <= self._max_entries:
+                break
+            del self._entries[oldest]
