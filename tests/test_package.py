@@ -41,3 +41,13 @@ def test_vendored_fixtures_match_the_contract() -> None:
     shared = {path.name: path.read_bytes() for path in SHARED_FIXTURES.glob("*.json")}
     vendored = {path.name: path.read_bytes() for path in FIXTURES.glob("*.json")}
     assert vendored == shared
+
+
+def error_tree(text: str) -> str:
+    start = text.index("```\nVoipNumberError")
+    return text[start : text.index("```", start + 3)]
+
+
+def test_the_errors_page_draws_the_same_tree_as_the_code() -> None:
+    page = (REPO / "docs" / "errors.md").read_text()
+    assert error_tree(page) == error_tree(voipnumber_async._errors.__doc__ or "")
