@@ -11,6 +11,15 @@ For code that does not use asyncio, `voipnumber_sync.VoipNumber` is the same cli
 with blocking calls.
 """
 
+from ._bulk import (
+    DEFAULT_CONCURRENCY,
+    AsyncSendMany,
+    BulkSummary,
+    JournalMismatchError,
+    MessageLike,
+    OutgoingMessage,
+    SendResult,
+)
 from ._client import NOT_GIVEN, AsyncSms, AsyncVoipNumber, NotGiven
 from ._config import (
     DEFAULT_BASE_URL,
@@ -51,6 +60,7 @@ from ._version import __version__
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
@@ -60,27 +70,33 @@ __all__ = [
     "NOT_GIVEN",
     "APIConnectionError",
     "APIError",
+    "AsyncSendMany",
     "AsyncSms",
     "AsyncVoipNumber",
     "AuthenticationError",
+    "BulkSummary",
     "ClientClosedError",
     "ConfigurationError",
     "InboundMessage",
     "InvalidPayloadError",
     "InvalidRequestError",
     "InvalidSecretError",
+    "JournalMismatchError",
     "MessageInvalidError",
+    "MessageLike",
     "MessageStatus",
     "MessageType",
     "NotGiven",
     "NumberNotFoundError",
     "NumberOwnershipError",
     "OutcomeUnknownError",
+    "OutgoingMessage",
     "PayloadTooLargeError",
     "RateLimitError",
     "RetryEvent",
     "RetryPolicy",
     "SegmentEstimate",
+    "SendResult",
     "SentMessage",
     "ServiceUnavailableError",
     "Timeout",

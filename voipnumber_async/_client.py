@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import AsyncIterable, Iterable
 from types import TracebackType
-from typing import Final, NoReturn
+from typing import Final, NoReturn, Protocol
 
 import attrs
 import yarl
 
+from ._bulk import DEFAULT_CONCURRENCY, AsyncSendMany, MessageLike
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONNECTIONS,
@@ -39,6 +41,16 @@ from ._wire import (
 __all__ = ["NOT_GIVEN", "AsyncSms", "AsyncVoipNumber", "NotGiven"]
 
 logger = logging.getLogger(LOGGER_NAME)
+
+
+class AttemptHooks(Protocol):
+    """Told of every attempt of a send: how a bulk run paces requests and sees 429s."""
+
+    async def before_attempt(self) -> None:
+        """Called (and awaited) before each request is made."""
+
+    def after_error(self, error: VoipNumberError) -> None:
+        """Called with the error that ended an attempt."""
 
 
 class NotGiven:
@@ -278,10 +290,16 @@ class AsyncVoipNumber:
             "credentials. Create a client where it is used."
         )
 
-    async def _send(self, payload: bytes, idempotency_key: str) -> SentMessage:
+    def _headers(self, idempotency_key: str) -> dict[str, str]:
+        return {**self._credentials.headers, HEADER_IDEMPOTENCY_KEY: idempotency_key}
+
+    async def _send(
+        self, payload: bytes, idempotency_key: str, hooks: AttemptHooks | None = None
+    ) -> SentMessage:
         """POST one message, retrying under the policy.
 
         Every error leaves with the number of attempts made and the idempotency key.
+        `hooks` lets a bulk run pace every attempt and hear of every failure.
         """
         if self._transport.closed:
             raise ClientClosedError(
@@ -300,11 +318,20 @@ class AsyncVoipNumber:
                     attempts,
                     idempotency_key,
                 )
-            headers = {**self._credentials.headers, HEADER_IDEMPOTENCY_KEY: idempotency_key}
-            answer = await self._transport.post(
-                self._send_url, payload, headers, self._aiohttp_timeout
-            )
-            return decode_send_answer(answer)
+            if hooks is None:
+                answer = await self._transport.post(
+                    self._send_url, payload, self._headers(idempotency_key), self._aiohttp_timeout
+                )
+                return decode_send_answer(answer)
+            await hooks.before_attempt()
+            try:
+                answer = await self._transport.post(
+                    self._send_url, payload, self._headers(idempotency_key), self._aiohttp_timeout
+                )
+                return decode_send_answer(answer)
+            except VoipNumberError as error:
+                hooks.after_error(error)
+                raise
 
         started = time.monotonic()
         try:
@@ -398,3 +425,62 @@ class AsyncSms:
             else check_idempotency_key(idempotency_key)
         )
         return await self._client._send(encode_send_request(from_, to, body), key)
+
+    def send_many(
+        self,
+        messages: Iterable[MessageLike] | AsyncIterable[MessageLike],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        rate_limit: float | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        ordered: bool = False,
+        resend_unknown: bool = False,
+    ) -> AsyncSendMany:
+        """Send many messages, `concurrency` at a time, and yield one result for each.
+
+        ```py
+        async with client.sms.send_many(messages, concurrency=100, rate_limit=200.0,
+                                        journal="campaign.db") as results:
+            async for result in results:
+                result.index, result.message, result.sent, result.error
+        print(results.summary)
+        ```
+
+        The input is read lazily, so memory stays flat whatever its length. A failure
+        is a result, not an exception: `result.error` says why, and
+        `result.error.may_have_been_sent` whether it may have gone out. Each message
+        is retried under the client's `RetryPolicy`; a 429 pauses every worker for its
+        `Retry-After`, then the pace slows and recovers.
+
+        Args:
+            messages: `OutgoingMessage`s, `(from_, to, body)` tuples, or dicts with
+                `from_`, `to`, `body` (and optionally `idempotency_key`); an iterable
+                or an async iterable.
+            concurrency: Requests in flight at most.
+            rate_limit: Messages per second at most, evenly spaced; `None` for no
+                limit but the service's (its 429s).
+            journal: A SQLite file that records each message's key and outcome. Run
+                the same call with the same file after a crash or Ctrl-C to send only
+                what was not sent.
+            ordered: Yield results in input order (a bounded buffer holds early ones).
+            resend_unknown: On resuming, send again the messages whose outcome is
+                unknown, with their original idempotency key. Off by default: they are
+                yielded as `OutcomeUnknownError`s to review.
+
+        Returns:
+            An async iterator of `SendResult`s, with a running `summary`.
+
+        Raises:
+            ConfigurationError: An argument is invalid (at the call).
+            JournalMismatchError: The journal was written for another input (while
+                iterating, before anything of that input is sent).
+        """
+        return AsyncSendMany(
+            self._client,
+            messages,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+            journal=journal,
+            ordered=ordered,
+            resend_unknown=resend_unknown,
+        )

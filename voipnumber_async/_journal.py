@@ -1,0 +1,205 @@
+"""The journal of a bulk send: a SQLite file that makes a run resumable.
+
+One row per input position: a hash of the message, its idempotency key, and its
+outcome. The key is committed *before* the message is sent (in batches, ahead of the
+workers), so a resumed run sends every message with the key its first attempt had;
+outcomes are committed in batches behind the workers. After a crash, a row still
+`pending` may have been sent or not: it is an unknown outcome, reported as such, and
+sent again (with its original key) only when the caller opts in.
+
+All SQLite work runs in one thread of its own, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final, Literal
+
+import attrs
+
+from ._errors import ConfigurationError
+
+__all__ = ["Journal", "JournalEntry", "Outcome", "content_hash"]
+
+Outcome = Literal["pending", "sent", "failed", "unknown", "unsent"]
+"""`pending`: reserved (its key committed), result not yet recorded; `sent`; `failed`:
+certainly not sent; `unknown`: may have been sent; `unsent`: reserved, then the run
+stopped before sending it."""
+
+SCHEMA_VERSION: Final = 1
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    position INTEGER PRIMARY KEY,
+    content_hash BLOB NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    sent TEXT,
+    error_class TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    updated_at REAL NOT NULL
+);
+"""
+
+
+def content_hash(from_: str, to: str, body: str, idempotency_key: str | None) -> bytes:
+    """What identifies a message at a position: a change means a different input."""
+    text = "\x1f".join((from_, to, body, idempotency_key or ""))
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+@attrs.frozen
+class JournalEntry:
+    """What the journal knows of one position."""
+
+    position: int
+    content_hash: bytes
+    idempotency_key: str
+    outcome: Outcome
+    sent: dict[str, Any] | None
+    error_class: str | None
+    error_message: str | None
+
+
+class Journal:
+    """A SQLite journal, opened for one run. Use `await Journal.open(path)`."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voipnumber-journal")
+        self._db: sqlite3.Connection | None = None
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str]) -> Journal:
+        """Open (or create) the journal at `path`."""
+        journal = cls(path)
+        await journal._run(journal._open)
+        return journal
+
+    async def _run(self, function: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def _open(self) -> None:
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            # Committed transactions survive the process being killed; only a power cut
+            # could lose the last ones, as with any WAL database at NORMAL.
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.DatabaseError as error:
+            raise ConfigurationError(
+                f"cannot use {self.path!r} as a journal: {error}", field="journal"
+            ) from None
+        if version is None:
+            db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            db.execute("INSERT INTO meta VALUES ('created_at', ?)", (str(time.time()),))
+        elif version[0] != str(SCHEMA_VERSION):
+            raise ConfigurationError(
+                f"{self.path!r} is a journal of another version ({version[0]}); use a new file",
+                field="journal",
+            )
+        self._db = db
+
+    async def entries(self, first: int, last: int) -> dict[int, JournalEntry]:
+        """The rows of positions `first` to `last`, inclusive."""
+        return await self._run(self._entries, first, last)  # type: ignore[no-any-return]
+
+    def _entries(self, first: int, last: int) -> dict[int, JournalEntry]:
+        assert self._db is not None
+        rows = self._db.execute(
+            "SELECT position, content_hash, idempotency_key, outcome, sent, error_class,"
+            " error_message FROM messages WHERE position BETWEEN ? AND ?",
+            (first, last),
+        )
+        return {
+            row[0]: JournalEntry(
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                json.loads(row[4]) if row[4] else None,
+                row[5],
+                row[6],
+            )
+            for row in rows
+        }
+
+    async def reserve(self, rows: Sequence[tuple[int, bytes, str]]) -> None:
+        """Commit `(position, content_hash, idempotency_key)` as pending, before sending."""
+        if rows:
+            await self._run(self._reserve, rows)
+
+    def _reserve(self, rows: Sequence[tuple[int, bytes, str]]) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO messages (position, content_hash, idempotency_key, outcome,"
+                " updated_at) VALUES (?, ?, ?, 'pending', ?) ON CONFLICT(position) DO UPDATE"
+                " SET outcome = 'pending', updated_at = excluded.updated_at",
+                [(position, digest, key, now) for position, digest, key in rows],
+            )
+
+    async def record(
+        self, rows: Sequence[tuple[int, Outcome, str | None, str | None, str | None, str | None]]
+    ) -> None:
+        """Commit outcomes: `(position, outcome, sent_json, error_class, code, message)`."""
+        if rows:
+            await self._run(self._record, rows)
+
+    def _record(
+        self, rows: Sequence[tuple[int, Outcome, str | None, str | None, str | None, str | None]]
+    ) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE messages SET outcome = ?, sent = ?, error_class = ?, error_code = ?,"
+                " error_message = ?, updated_at = ? WHERE position = ?",
+                [(o, s, c, code, m, now, p) for p, o, s, c, code, m in rows],
+            )
+
+    def _transaction(self) -> _Transaction:
+        assert self._db is not None
+        self._db.execute("BEGIN IMMEDIATE")
+        return _Transaction(self._db)
+
+    async def counts(self) -> dict[str, int]:
+        """How many positions have each outcome."""
+        return await self._run(self._counts)  # type: ignore[no-any-return]
+
+    def _counts(self) -> dict[str, int]:
+        assert self._db is not None
+        return dict(self._db.execute("SELECT outcome, count(*) FROM messages GROUP BY outcome"))
+
+    async def close(self) -> None:
+        """Close the file. Safe to call twice."""
+        if self._db is not None:
+            await self._run(self._close)
+        self._executor.shutdown(wait=False)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+class _Transaction:
+    """`with` block around an already-begun transaction: commit, or roll back on error."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self._db
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
