@@ -1,0 +1,406 @@
+"""send_many: one result per message, nothing lost, nothing sent twice, limits held."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from _support import FROM, TO
+
+from voipnumber_async import (
+    AsyncVoipNumber,
+    ConfigurationError,
+    InvalidRequestError,
+    JournalMismatchError,
+    OutcomeUnknownError,
+    OutgoingMessage,
+    RetryPolicy,
+    SendResult,
+)
+from voipnumber_async._rate import RateLimiter
+from voipnumber_async.sandbox import Fault, Sandbox
+
+FAST = RetryPolicy(initial_backoff=0.001, max_backoff=0.005, max_retry_after=2)
+
+
+def messages(count: int, prefix: str = "m") -> Iterator[OutgoingMessage]:
+    return (OutgoingMessage(from_=FROM, to=TO, body=f"{prefix}{i}") for i in range(count))
+
+
+async def collect(run: object) -> list[SendResult]:
+    return [result async for result in run]  # type: ignore[attr-defined]
+
+
+def accepted_bodies(sandbox: Sandbox) -> Counter[str]:
+    return Counter(message.body for message in sandbox.messages)
+
+
+@pytest.fixture
+async def bulk_client(sandbox: Sandbox) -> AsyncIterator[AsyncVoipNumber]:
+    async with AsyncVoipNumber(**sandbox.client_settings(), retry=FAST) as client:
+        yield client
+
+
+async def test_every_message_gets_one_result_and_is_sent_once(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    results = await collect(bulk_client.sms.send_many(messages(500), concurrency=25))
+
+    assert sorted(r.index for r in results) == list(range(500))
+    assert all(r.ok and r.error is None for r in results)
+    assert accepted_bodies(sandbox) == Counter(f"m{i}" for i in range(500))
+    assert {r.sent.id for r in results if r.sent} == {m.id for m in sandbox.messages}
+
+
+async def test_under_faults_every_result_is_honest_and_nothing_is_sent_twice() -> None:
+    async with Sandbox(seed=11) as sandbox:
+        sandbox.inject(
+            Fault.unavailable(times=None, rate=0.05),
+            Fault.rate_limited(retry_after=0.05, times=None, rate=0.005),
+            Fault.server_error(500, times=None, rate=0.03),
+            Fault.dropped_connection(times=None, rate=0.02),
+        )
+        async with AsyncVoipNumber(**sandbox.client_settings(), retry=FAST) as client:
+            run = client.sms.send_many(messages(600), concurrency=20)
+            results = await collect(run)
+
+        by_key = sandbox.messages_by_key()
+
+    assert sorted(r.index for r in results) == list(range(600))
+    outcomes = Counter(r.outcome for r in results)
+    assert outcomes["unknown"] > 0 and outcomes["sent"] > 500  # the faults did bite
+    reported = {r.idempotency_key: r for r in results}
+    for key, accepted in by_key.items():
+        assert len(accepted) == 1, f"key {key} was accepted {len(accepted)} times"
+        assert reported[key].outcome in ("sent", "unknown")  # nothing unreported went out
+    for result in results:
+        if result.outcome == "sent":
+            assert result.sent is not None
+            assert by_key[result.idempotency_key][0].id == result.sent.id
+        elif result.outcome == "failed":
+            assert result.idempotency_key not in by_key
+    summary = run.summary
+    assert (summary.sent, summary.unknown, summary.failed_total) == (
+        outcomes["sent"], outcomes["unknown"], outcomes["failed"],
+    )  # fmt: skip
+    assert summary.results == 600
+    assert summary.retried > 0
+
+
+async def test_concurrency_never_exceeds_the_limit(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    sandbox.inject(Fault.slow(0.02, times=None))
+
+    await collect(bulk_client.sms.send_many(messages(120), concurrency=7))
+
+    assert sandbox.peak_in_flight == 7
+
+
+async def test_the_rate_limit_holds_without_bursts(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    await collect(bulk_client.sms.send_many(messages(150), concurrency=20, rate_limit=100.0))
+
+    times = sorted(request.received_at for request in sandbox.requests)
+    assert len(times) == 150
+    assert (len(times) - 1) / (times[-1] - times[0]) <= 105  # within 5% over the run
+    for index, start in enumerate(times):  # and over any half second within it
+        in_window = sum(1 for t in times[index:] if t < start + 0.5)
+        assert in_window <= 50 * 1.05 + 1
+
+
+async def test_one_429_pauses_every_worker_for_its_retry_after(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    sandbox.inject(Fault.rate_limited(retry_after=1))
+
+    run = bulk_client.sms.send_many(messages(60), concurrency=10)
+    results = await collect(run)
+
+    limited = [r for r in sandbox.requests if r.status == 429]
+    assert len(limited) == 1  # no worker ran into the limit on its own
+    paused_at = limited[0].received_at
+    during_pause = [
+        r for r in sandbox.requests if paused_at + 0.1 < r.received_at < paused_at + 0.9
+    ]
+    assert during_pause == []
+    assert all(r.ok for r in results)
+    assert run.summary.rate_limited == 1
+    assert len(sandbox.messages) == 60
+
+
+async def test_ordered_results_come_in_input_order(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    sandbox.inject(Fault.slow(0.01, times=None, rate=0.3))
+
+    results = await collect(bulk_client.sms.send_many(messages(200), concurrency=16, ordered=True))
+
+    assert [r.index for r in results] == list(range(200))
+    assert [r.message.body for r in results] == [f"m{i}" for i in range(200)]
+
+
+async def test_input_is_read_lazily_even_when_endless(bulk_client: AsyncVoipNumber) -> None:
+    read = itertools.count()
+
+    def endless() -> Iterator[tuple[str, str, str]]:
+        for number in read:
+            yield (FROM, TO, f"n{number}")
+
+    async with bulk_client.sms.send_many(endless(), concurrency=5) as results:
+        async for result in results:
+            if result.index >= 20:
+                break
+
+    assert next(read) < 400  # a bounded window ahead of the caller, not the whole input
+
+
+async def test_tuples_dicts_and_async_iterables_are_accepted(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    async def source() -> AsyncIterator[object]:
+        yield (FROM, TO, "tuple")
+        yield {"from": FROM, "to": TO, "body": "dict"}
+        yield {"from_": FROM, "to": TO, "body": "dict_", "idempotency_key": "my-key-1"}
+        yield OutgoingMessage(from_=FROM, to=TO, body="model")
+
+    results = await collect(bulk_client.sms.send_many(source(), ordered=True))  # type: ignore[arg-type]
+
+    assert [r.message.body for r in results] == ["tuple", "dict", "dict_", "model"]
+    assert results[2].idempotency_key == "my-key-1"
+    assert sorted(accepted_bodies(sandbox)) == ["dict", "dict_", "model", "tuple"]
+
+
+async def test_an_invalid_message_is_a_failed_result_not_the_end_of_the_run(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    batch = [(FROM, TO, "fine"), (FROM, "0748 3866525", "bad number"), (FROM, TO, "")]
+
+    results = await collect(bulk_client.sms.send_many(batch, ordered=True))
+
+    assert [r.outcome for r in results] == ["sent", "failed", "failed"]
+    assert isinstance(results[1].error, InvalidRequestError)
+    assert results[1].error.field == "to"
+    assert isinstance(results[2].error, InvalidRequestError)
+    assert [m.body for m in sandbox.messages] == ["fine"]
+
+
+async def test_something_that_is_not_a_message_stops_the_run_with_a_clear_error(
+    bulk_client: AsyncVoipNumber,
+) -> None:
+    with pytest.raises(InvalidRequestError, match="OutgoingMessage, a"):
+        await collect(bulk_client.sms.send_many([(FROM, TO, "ok"), 42]))  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [({"concurrency": 0}, "concurrency"), ({"rate_limit": 0}, "rate_limit"),
+     ({"rate_limit": -5.0}, "rate_limit")],
+)  # fmt: skip
+async def test_invalid_arguments_are_refused_at_the_call(
+    bulk_client: AsyncVoipNumber, arguments: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        bulk_client.sms.send_many(messages(1), **arguments)  # type: ignore[arg-type]
+    assert caught.value.field == field
+
+
+async def test_retries_are_the_clients_policy(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    sandbox.inject(Fault.unavailable(times=2))
+
+    run = bulk_client.sms.send_many(messages(10), concurrency=1)
+    await collect(run)
+
+    assert run.summary.attempts == 12
+    assert run.summary.retried == 2
+    assert len(sandbox.messages) == 10
+
+
+# --- the journal --------------------------------------------------------------------------
+
+
+async def test_a_finished_run_resumed_sends_nothing_again(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    journal = tmp_path / "campaign.db"
+    first = await collect(bulk_client.sms.send_many(messages(300), journal=journal))
+    requests = len(sandbox.requests)
+
+    run = bulk_client.sms.send_many(messages(300), journal=journal)
+    again = await collect(run)
+
+    assert len(sandbox.requests) == requests
+    assert all(r.resumed and r.ok for r in again)
+    assert {r.index: r.sent for r in again} == {r.index: r.sent for r in first}
+    assert run.summary.already_sent == 300
+
+
+async def test_a_journal_for_another_input_is_refused_before_anything_is_sent(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    journal = tmp_path / "campaign.db"
+    await collect(bulk_client.sms.send_many(messages(50), journal=journal))
+    requests = len(sandbox.requests)
+
+    with pytest.raises(JournalMismatchError, match="message 0 differs"):
+        await collect(bulk_client.sms.send_many(messages(60, prefix="other"), journal=journal))
+    assert len(sandbox.requests) == requests
+
+
+async def test_stopping_early_leaves_a_journal_that_resumes_without_loss_or_duplicates(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    journal = tmp_path / "campaign.db"
+    sandbox.inject(Fault.slow(0.005, times=None))
+    async with bulk_client.sms.send_many(messages(400), concurrency=10, journal=journal) as run:
+        async for result in run:
+            if result.index >= 100:
+                break
+
+    outcomes = dict(sqlite3.connect(journal).execute(
+        "SELECT outcome, count(*) FROM messages GROUP BY outcome"
+    ))  # fmt: skip
+    assert "pending" not in outcomes  # every reserved message has a final word
+    assert outcomes.get("sent", 0) == len(sandbox.messages)
+
+    rest = await collect(bulk_client.sms.send_many(messages(400), concurrency=10, journal=journal))
+
+    assert len(rest) == 400
+    assert accepted_bodies(sandbox) == Counter(f"m{i}" for i in range(400))
+
+
+KILLED_RUN = """
+import asyncio, sys
+from voipnumber_async import AsyncVoipNumber, RetryPolicy
+
+async def main():
+    async with AsyncVoipNumber(retry=RetryPolicy(initial_backoff=0.001)) as client:
+        messages = (("+447445459147", "+447483866525", f"k{i}") for i in range(1500))
+        async for result in client.sms.send_many(messages, concurrency=20, journal=sys.argv[1]):
+            print(result.index, flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_run_resumes_with_every_message_accepted_exactly_once(
+    voipnumber_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    journal = tmp_path / "campaign.db"
+    voipnumber_sandbox.inject(Fault.slow(0.01, times=None))
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(KILLED_RUN), str(journal)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, **voipnumber_sandbox.env()},
+    )  # fmt: skip
+    assert child.stdout is not None
+    for printed, _ in enumerate(child.stdout, start=1):
+        if printed == 300:
+            child.send_signal(signal.SIGKILL)
+            break
+    child.wait(timeout=30)
+    child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    voipnumber_sandbox.clear_faults()
+    sent_before = len(voipnumber_sandbox.messages)
+    assert 300 <= sent_before < 1500
+
+    # By default an interrupted message is reported for review, not sent again.
+    review = tmp_path / "review.db"
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(f"{journal}{suffix}"):  # noqa: ASYNC240 - a test's setup
+            shutil.copy(f"{journal}{suffix}", f"{review}{suffix}")
+    batch = [(FROM, TO, f"k{i}") for i in range(1500)]
+    async with Sandbox() as elsewhere, AsyncVoipNumber(**elsewhere.client_settings()) as client:
+        # (The rest of the input goes to another sandbox: this copy only shows the review.)
+        reviewed = await collect(client.sms.send_many(batch, concurrency=20, journal=review))
+        unknown = [r for r in reviewed if r.outcome == "unknown"]
+        assert unknown, "a kill mid-run leaves messages whose outcome is unknown"
+        assert all(r.resumed and isinstance(r.error, OutcomeUnknownError) for r in unknown)
+        assert {m.body for m in elsewhere.messages}.isdisjoint(r.message.body for r in unknown)
+    unknown_bodies = {r.message.body for r in unknown}
+
+    # Opting in sends them again with their original keys: the service dedups.
+    settings = voipnumber_sandbox.client_settings()
+    async with AsyncVoipNumber(**settings, retry=FAST) as client:
+        run = client.sms.send_many(batch, concurrency=20, journal=journal, resend_unknown=True)
+        resumed = await collect(run)
+
+    assert len(resumed) == 1500
+    assert all(r.ok for r in resumed)
+    assert accepted_bodies(voipnumber_sandbox) == Counter(f"k{i}" for i in range(1500))
+    assert run.summary.already_sent + run.summary.sent == 1500
+    assert unknown_bodies <= {r.message.body for r in resumed if not r.resumed}
+
+
+# --- the sync twin ------------------------------------------------------------------------
+
+
+def test_the_sync_client_sends_many_as_a_plain_iterator(voipnumber_sandbox: Sandbox) -> None:
+    from voipnumber_sync import VoipNumber
+
+    with VoipNumber(**voipnumber_sandbox.client_settings()) as client:
+        with client.sms.send_many(messages(200), concurrency=10, ordered=True) as results:
+            indexes = [result.index for result in results]
+        summary = results.summary
+
+    assert indexes == list(range(200))
+    assert summary.sent == 200
+    assert len(voipnumber_sandbox.messages) == 200
+
+
+# --- the limiter, on a fake clock -------------------------------------------------------------
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def test_the_limiter_spaces_slots_evenly() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(10.0, clock=fake.clock, sleep=fake.sleep)
+    starts = []
+    for _ in range(5):
+        await limiter.acquire()
+        starts.append(round(fake.now, 6))
+
+    assert starts == [0.0, 0.1, 0.2, 0.3, 0.4]
+
+
+async def test_a_429_pauses_then_halves_then_recovers_up_to_the_target() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(100.0, clock=fake.clock, sleep=fake.sleep)
+    await limiter.acquire()
+
+    limiter.rate_limited(retry_after=2.0)
+    limiter.rate_limited(retry_after=2.0)  # its siblings' 429s: one pause, not three
+    await limiter.acquire()
+
+    assert fake.now >= 2.0
+    assert limiter.rate == 50.0
+    assert limiter.pauses == 1
+    fake.now += 5.5
+    await limiter.acquire()
+    assert limiter.rate == pytest.approx(75.0)  # +5% of the target per second
+    fake.now += 100
+    await limiter.acquire()
+    assert limiter.rate == 100.0  # never above the target
