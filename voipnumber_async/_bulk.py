@@ -274,7 +274,8 @@ class AsyncSendMany:
         self._journal: Journal | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._in_flight: dict[int, _Job] = {}
+        # Reserved in the journal and not yet answered: what a stop must account for.
+        self._outstanding: set[int] = set()
         self._records: list[tuple[int, Outcome, str | None, str | None, str | None, str | None]]
         self._records = []
 
@@ -419,6 +420,7 @@ class AsyncSendMany:
             jobs.append(_Job(index, message, key, payload))
         if self._journal is not None:
             await self._journal.reserve(reserve)  # committed before anything is sent
+        self._outstanding.update(job.index for job in jobs)
         for job in jobs:
             await self._queue.put(job)
 
@@ -454,7 +456,6 @@ class AsyncSendMany:
             job = await self._queue.get()
             if job is None:
                 return
-            self._in_flight[job.index] = job
             try:
                 sent = await send(job.payload, job.key, hooks)
             except VoipNumberError as error:
@@ -466,8 +467,6 @@ class AsyncSendMany:
             else:
                 result = SendResult(index=job.index, message=job.message, sent=sent,
                                     idempotency_key=job.key)  # fmt: skip
-            finally:
-                del self._in_flight[job.index]
             self._deliver(result)
             if len(self._records) >= _RECORD_BATCH:
                 await self._flush_records()
@@ -485,6 +484,7 @@ class AsyncSendMany:
             summary.failed[type(result.error).__name__] += 1
         if record and self._journal is not None:
             self._records.append(_record_row(result))
+        self._outstanding.discard(result.index)
         summary.results += 1
         if not self._ordered:
             self._results.put_nowait(result)
@@ -495,6 +495,7 @@ class AsyncSendMany:
             self._next_index += 1
 
     def _record_unknown(self, job: _Job, why: str) -> None:
+        self._outstanding.discard(job.index)
         if self._journal is not None:
             self._records.append(
                 (job.index, "unknown", None, OutcomeUnknownError.__name__, None, why)
@@ -517,11 +518,8 @@ class AsyncSendMany:
         self._state = "closed"
         self.summary.finished_at = time.monotonic()
         self._producer.cancel()
-        unsent: list[int] = []
-        while not self._queue.empty():
-            job = self._queue.get_nowait()
-            if job is not None:
-                unsent.append(job.index)
+        while not self._queue.empty():  # queued, never to be sent: still outstanding
+            self._queue.get_nowait()
         for _ in self._workers:
             self._queue.put_nowait(None)  # each worker stops after its message in flight
         running = [w for w in self._workers if not w.done()]
@@ -533,7 +531,8 @@ class AsyncSendMany:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._journal is not None:
-            self._records += [(i, "unsent", None, None, None, None) for i in unsent]
+            # Reserved but never handed to a worker, or queued and dropped: not sent.
+            self._records += [(i, "unsent", None, None, None, None) for i in self._outstanding]
             await self._flush_records()
             await self._journal.close()
 

@@ -85,7 +85,10 @@ class Journal:
         return journal
 
     async def _run(self, function: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        # Submitted now, in call order, to the journal's one thread; shielded, because
+        # cancelling a caller must not drop a write that was not yet carried out.
+        work = asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        return await asyncio.shield(work)
 
     def _open(self) -> None:
         try:

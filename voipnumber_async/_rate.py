@@ -9,12 +9,16 @@ from typing import Final
 
 #: After a 429, the rate is multiplied by this (multiplicative decrease)...
 DECREASE_FACTOR: Final = 0.5
-#: ...and then grows back by this share of the rate it fell from, each second.
+#: ...and then grows back, each second, by this share of the reference rate: the
+#: target, or with no target the highest rate measured (additive increase). A fixed
+#: step, so that several 429s in a row do not make recovery ever slower.
 RECOVERY_STEP: Final = 0.05
+#: Never slower than this share of the reference rate...
+FLOOR_SHARE: Final = 0.02
+#: ...nor than this, in requests per second.
+MIN_RATE: Final = 0.5
 #: The pause after a 429 that gave no Retry-After, in seconds.
 DEFAULT_PAUSE_S: Final = 1.0
-#: Never slower than this, in requests per second.
-MIN_RATE: Final = 0.5
 _ESTIMATE_WINDOW_S: Final = 0.5
 
 
@@ -26,8 +30,8 @@ class RateLimiter:
     `Retry-After` has passed (one pause for all, rather than each worker running into
     the limit on its own), then the limiter slows down (multiplicative decrease) and
     speeds up again gradually (additive increase), so a run settles under the service's
-    real limit. With `rate=None` it does not limit until the first 429, and then starts
-    from half the rate it measured.
+    real limit. With `rate=None` it does not limit until a 429, and then starts from
+    half the rate it measured (a 429 before any rate could be measured only pauses).
     """
 
     def __init__(
@@ -49,10 +53,10 @@ class RateLimiter:
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._recovered_at = 0.0
-        self._step = 0.0
         self._window_start = clock()
         self._window_count = 0
         self._measured = 0.0
+        self._peak = 0.0
 
     async def acquire(self) -> None:
         """Wait for this attempt's slot."""
@@ -64,11 +68,7 @@ class RateLimiter:
                 return
             slot = self._paused_until
         else:
-            if (
-                self._step
-                and rate < (self.target or float("inf"))
-                and now - self._recovered_at >= 1
-            ):
+            if rate < (self.target or float("inf")) and now - self._recovered_at >= 1:
                 rate = self._recover(now)
             slot = max(now, self._next_slot, self._paused_until)
             self._next_slot = slot + 1 / rate
@@ -83,16 +83,23 @@ class RateLimiter:
             return  # a 429 of requests sent before the pause began: already counted
         self.pauses += 1
         self._paused_until = pause_until
-        current = self.rate if self.rate is not None else max(self._measured, MIN_RATE * 2)
-        self.rate = max(MIN_RATE, current * DECREASE_FACTOR)
-        self._step = max(current * RECOVERY_STEP, MIN_RATE * RECOVERY_STEP)
-        self._recovered_at = pause_until
         self._next_slot = max(self._next_slot, pause_until)
+        current = self.rate if self.rate is not None else self._measured
+        if not current:
+            return  # nothing measured yet: the pause is all we can do
+        self.rate = max(self._floor(), current * DECREASE_FACTOR)
+        self._recovered_at = pause_until
+
+    def _reference(self) -> float:
+        return self.target if self.target is not None else max(self._peak, MIN_RATE)
+
+    def _floor(self) -> float:
+        return max(MIN_RATE, self._reference() * FLOOR_SHARE)
 
     def _recover(self, now: float) -> float:
         seconds = int(now - self._recovered_at)
         assert self.rate is not None
-        self.rate = self.rate + seconds * self._step
+        self.rate = self.rate + seconds * self._reference() * RECOVERY_STEP
         if self.target is not None:
             self.rate = min(self.rate, self.target)
         self._recovered_at += seconds
@@ -103,4 +110,5 @@ class RateLimiter:
         elapsed = now - self._window_start
         if elapsed >= _ESTIMATE_WINDOW_S:
             self._measured = self._window_count / elapsed
+            self._peak = max(self._peak, self._measured)
             self._window_start, self._window_count = now, 0
