@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from _support import FROM, TO
@@ -138,3 +140,96 @@ def test_help_and_version(args: list[str]) -> None:
     result = voipnumber(*args)
     assert result.returncode == 0
     assert result.stdout
+
+
+# --- bulk ----------------------------------------------------------------------------------
+
+
+def write_csv(path: Path, rows: list[str]) -> Path:
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def read_results(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def test_bulk_sends_every_row_and_writes_one_result_row_each(tmp_path: Path) -> None:
+    campaign = write_csv(
+        tmp_path / "campaign.csv",
+        ["to,body", *(f'+4474838665{n:02d},"Hello, {n}"' for n in range(30))],
+    )
+    results = tmp_path / "results.csv"
+
+    run = voipnumber("bulk", "--sandbox", str(campaign), "--results", str(results))
+
+    assert run.returncode == 0, run.stderr
+    rows = read_results(results)
+    assert [row["index"] for row in rows] == [str(n) for n in range(30)]
+    assert {row["outcome"] for row in rows} == {"sent"}
+    assert all(row["message_id"] and row["idempotency_key"] for row in rows)
+    assert "30/30" in run.stderr  # plain progress lines when piped
+    assert "Summary" in run.stdout
+
+
+def test_bulk_exits_1_when_a_row_failed_and_says_why_in_the_results(tmp_path: Path) -> None:
+    campaign = write_csv(
+        tmp_path / "c.csv", ["to,body,from", f"{TO},fine,{FROM}", f"0748,bad,{FROM}"]
+    )
+    results = tmp_path / "results.csv"
+
+    run = voipnumber("bulk", "--sandbox", str(campaign), "--results", str(results))
+
+    assert run.returncode == 1
+    failed = read_results(results)[1]
+    assert (failed["outcome"], failed["error_class"]) == ("failed", "InvalidRequestError")
+    assert "E.164" in failed["error"]
+
+
+def test_bulk_exits_12_when_an_outcome_is_unknown(
+    voipnumber_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from voipnumber_async.sandbox import Fault
+
+    voipnumber_sandbox.inject(Fault.server_error())
+    campaign = write_csv(tmp_path / "c.csv", ["to,body", f"{TO},a", f"{TO},b"])
+
+    run = voipnumber("bulk", "--from", FROM, str(campaign), env=voipnumber_sandbox.env())
+
+    assert run.returncode == 12
+    assert "outcome unknown" in run.stdout
+
+
+def test_bulk_resumes_from_its_journal_without_sending_again(
+    voipnumber_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    campaign = write_csv(tmp_path / "c.csv", ["to,body", *(f"{TO},m{n}" for n in range(20))])
+    journal = tmp_path / "campaign.db"
+    arguments = ["bulk", "--from", FROM, "--journal", str(journal), str(campaign)]
+
+    first = voipnumber(*arguments, env=voipnumber_sandbox.env())
+    again = voipnumber(*arguments, env=voipnumber_sandbox.env())
+
+    assert (first.returncode, again.returncode) == (0, 0)
+    assert "sent by an earlier run" in again.stdout
+    assert len(voipnumber_sandbox.messages) == 20
+
+
+@pytest.mark.parametrize(
+    ("rows", "extra", "message"),
+    [
+        (["phone,text", f"{TO},x"], ["--sandbox"], "to,body"),
+        (["to,body", f"{TO},x"], [], "--from"),
+    ],
+)
+def test_bulk_explains_a_file_it_cannot_use(
+    tmp_path: Path, rows: list[str], extra: list[str], message: str
+) -> None:
+    campaign = write_csv(tmp_path / "c.csv", rows)
+    env = {"VOIPNUMBER_ACCOUNT_ID": "a", "VOIPNUMBER_API_TOKEN": "t"}
+
+    run = voipnumber("bulk", *extra, str(campaign), env=env)
+
+    assert run.returncode == 2
+    assert message in run.stderr

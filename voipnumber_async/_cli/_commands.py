@@ -1,4 +1,4 @@
-"""The commands of `voipnumber`: send, sandbox, listen, segments.
+"""The commands of `voipnumber`: send, bulk, sandbox, listen, segments.
 
 `send` uses the blocking client: a command line has no event loop of its own to share.
 """
@@ -7,19 +7,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import json
 import logging
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+import time
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any
 
 import click
 from aiohttp import web
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from voipnumber_sync import VoipNumber
 
+from .._bulk import DEFAULT_CONCURRENCY, BulkSummary, SendResult
 from .._errors import (
     APIConnectionError,
     APIError,
@@ -129,8 +139,10 @@ def send(
     try:
         with contextlib.ExitStack() as stack:
             settings: dict[str, Any] = {
-                "account_id": account_id, "api_token": api_token, "base_url": base_url,
-            }  # fmt: skip
+                "account_id": account_id,
+                "api_token": api_token,
+                "base_url": base_url,
+            }
             if use_sandbox:
                 sandbox = stack.enter_context(Sandbox().serve_in_thread())
                 settings = {**sandbox.client_settings()}
@@ -263,8 +275,12 @@ def sandbox_command(host: str, port: int, envelope: str, webhooks: tuple[str, ..
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
-@click.option("--path", default=DEFAULT_WEBHOOK_PATH, show_default=True,
-              help="May hold the secret as a segment: /webhooks/voipnumber/{secret}.")  # fmt: skip
+@click.option(
+    "--path",
+    default=DEFAULT_WEBHOOK_PATH,
+    show_default=True,
+    help="May hold the secret as a segment: /webhooks/voipnumber/{secret}.",
+)
 @click.option(
     "--secret",
     envvar="VOIPNUMBER_WEBHOOK_SECRET",
@@ -305,6 +321,256 @@ def listen(host: str, port: int, path: str, secret: str | None, host_check: bool
         )
 
     _serve_until_interrupted(serve, "Listener", f"{host}:{port}")
+
+
+_RESULT_COLUMNS = (
+    "index",
+    "outcome",
+    "to",
+    "from",
+    "message_id",
+    "status",
+    "error_class",
+    "error_code",
+    "error",
+    "idempotency_key",
+    "resumed",
+)
+#: Exit statuses of `bulk` beyond 0 (everything sent).
+EXIT_BULK_FAILED = 1
+EXIT_BULK_UNKNOWN = 12
+
+
+def _csv_rows(path: str, default_from: str | None) -> Iterator[tuple[str, str, str]]:
+    """`(from_, to, body)` of each row of a CSV with `to`, `body` and maybe `from`."""
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        reader = csv.DictReader(file)
+        columns = {name.strip().lower() for name in reader.fieldnames or ()}
+        if not {"to", "body"} <= columns:
+            raise click.UsageError(
+                f"{path} needs a header row with the columns to,body (and optionally from); "
+                f"it has {sorted(columns) or 'none'}"
+            )
+        if "from" not in columns and default_from is None:
+            raise click.UsageError(f"{path} has no from column: pass --from NUMBER")
+        for row in reader:
+            fields = {(k or "").strip().lower(): (v or "") for k, v in row.items()}
+            yield (fields.get("from") or default_from or "", fields["to"].strip(), fields["body"])
+
+
+def _count_rows(path: str) -> int:
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        return max(0, sum(1 for _ in csv.reader(file)) - 1)
+
+
+def _result_row(result: SendResult) -> dict[str, object]:
+    error = result.error
+    return {
+        "index": result.index,
+        "outcome": result.outcome,
+        "to": result.message.to,
+        "from": result.message.from_,
+        "message_id": result.sent.id if result.sent else "",
+        "status": result.sent.status if result.sent else "",
+        "error_class": type(error).__name__ if error else "",
+        "error_code": (error.code or "") if error else "",
+        "error": str(error) if error else "",
+        "idempotency_key": result.idempotency_key or "",
+        "resumed": "yes" if result.resumed else "",
+    }
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--from", "from_number", help="The sender for rows without a from column.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=DEFAULT_CONCURRENCY,
+    show_default=True,
+    help="Requests in flight at most.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Messages per second at most (default: no limit but the service's).",
+)
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False),
+    help="A SQLite file recording every outcome: run again with it to resume.",
+)
+@click.option(
+    "--resend-unknown",
+    is_flag=True,
+    help="On resuming, send again (with their original keys) the messages whose "
+    "outcome is unknown.",
+)
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False),
+    help="Write one CSV row per input message with its outcome.",
+)
+@click.option("--account-id", help="Default: $VOIPNUMBER_ACCOUNT_ID.")
+@click.option("--api-token", help="Default: $VOIPNUMBER_API_TOKEN.")
+@click.option("--base-url", help="Default: $VOIPNUMBER_BASE_URL, else the service.")
+@click.option(
+    "--sandbox",
+    "use_sandbox",
+    is_flag=True,
+    help=f"Send to an embedded sandbox with its demo account (--from {DEMO_NUMBER}).",
+)
+def bulk(
+    file: str,
+    from_number: str | None,
+    concurrency: int,
+    rate: float | None,
+    journal: str | None,
+    resend_unknown: bool,
+    results: str | None,
+    account_id: str | None,
+    api_token: str | None,
+    base_url: str | None,
+    use_sandbox: bool,
+) -> None:
+    """Send one SMS per row of FILE, a CSV with the columns to,body and optionally from.
+
+    Shows progress (done, rate, ETA, failures), then a summary. Exits 0 when every
+    message was sent, 12 when any outcome is unknown, 1 when any failed. After a crash
+    or Ctrl-C, the same command with the same --journal sends only what was not sent.
+    """
+    if use_sandbox and from_number is None:
+        from_number = DEMO_NUMBER
+    total = _count_rows(file)
+    rows = _csv_rows(file, from_number)
+    with contextlib.ExitStack() as stack:
+        settings: dict[str, Any] = {
+            "account_id": account_id,
+            "api_token": api_token,
+            "base_url": base_url,
+        }
+        if use_sandbox:
+            settings = {**stack.enter_context(Sandbox().serve_in_thread()).client_settings()}
+        try:
+            client = stack.enter_context(VoipNumber(**settings))
+        except VoipNumberError as error:
+            _print_error(error)
+            sys.exit(exit_status(error))
+        writer = None
+        if results:
+            output = stack.enter_context(open(results, "w", newline="", encoding="utf-8"))
+            writer = csv.DictWriter(output, fieldnames=_RESULT_COLUMNS)
+            writer.writeheader()
+        run = stack.enter_context(
+            client.sms.send_many(
+                rows,
+                concurrency=concurrency,
+                rate_limit=rate,
+                journal=journal,
+                ordered=True,
+                resend_unknown=resend_unknown,
+            )
+        )
+        progress = _BulkProgress(total, live=stderr.is_terminal)
+        stack.enter_context(progress)
+        try:
+            for result in run:
+                if writer is not None:
+                    writer.writerow(_result_row(result))
+                progress.update(run.summary)
+        except KeyboardInterrupt:
+            progress.stop()
+            stderr.print(
+                "Interrupted: no new message was sent. "
+                + (
+                    "Run the same command to resume."
+                    if journal
+                    else "Use --journal next time to be able to resume."
+                ),
+                highlight=False,
+            )
+            raise SystemExit(130) from None
+        except VoipNumberError as error:  # a journal that does not match the file, say
+            progress.stop()
+            _print_error(error)
+            sys.exit(exit_status(error))
+        progress.update(run.summary, final=True)
+    summary = run.summary
+    _print_summary(summary)
+    if summary.unknown:
+        sys.exit(EXIT_BULK_UNKNOWN)
+    if summary.failed_total:
+        sys.exit(EXIT_BULK_FAILED)
+
+
+class _BulkProgress:
+    """A rich progress bar on a terminal; a plain line every second when piped."""
+
+    def __init__(self, total: int, *, live: bool) -> None:
+        self._total = total
+        self._live = live
+        self._last_line = 0.0
+        self._bar = Progress(
+            TextColumn("sending"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:,.0f}/s"),
+            TimeRemainingColumn(),
+            TextColumn("[red]{task.fields[failed]} failed[/] {task.fields[unknown]} unknown"),
+            console=stderr,
+            transient=False,
+        )
+        self._task = self._bar.add_task("bulk", total=total, rate=0.0, failed=0, unknown=0)
+
+    def __enter__(self) -> _BulkProgress:
+        if self._live:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._live:
+            self._bar.stop()
+
+    def update(self, summary: BulkSummary, *, final: bool = False) -> None:
+        if self._live:
+            self._bar.update(
+                self._task,
+                completed=summary.results,
+                rate=summary.rate,
+                failed=summary.failed_total,
+                unknown=summary.unknown,
+            )
+            return
+        now = time.monotonic()
+        if final or now - self._last_line >= 1.0:
+            self._last_line = now
+            sys.stderr.write(
+                f"{summary.results}/{self._total} sent={summary.sent + summary.already_sent} "
+                f"failed={summary.failed_total} unknown={summary.unknown} "
+                f"rate={summary.rate:.1f}/s\n"
+            )
+            sys.stderr.flush()
+
+
+def _print_summary(summary: BulkSummary) -> None:
+    table = Table(title="Summary", show_header=False, title_justify="left")
+    table.add_row("messages", f"{summary.results:,}")
+    table.add_row("sent", f"{summary.sent:,}")
+    if summary.already_sent:
+        table.add_row("sent by an earlier run", f"{summary.already_sent:,}")
+    for name, count in sorted(summary.failed.items()):
+        table.add_row(f"failed: {name}", f"{count:,}")
+    table.add_row("outcome unknown", f"{summary.unknown:,}")
+    table.add_row("retries", f"{summary.retried:,}")
+    if summary.rate_limited:
+        table.add_row("paused for 429", f"{summary.rate_limited:,}")
+    table.add_row("elapsed", f"{summary.elapsed_s:,.1f} s")
+    table.add_row("rate", f"{summary.rate:,.1f} msg/s")
+    stdout.print(table)
 
 
 @cli.command()
