@@ -418,9 +418,11 @@ class AsyncSendMany:
                 continue
             reserve.append((index, digest, key))
             jobs.append(_Job(index, message, key, payload))
+        # Outstanding from before the reservation is awaited: a stop that lands during
+        # it must still record these (the write itself completes, shielded) as unsent.
+        self._outstanding.update(job.index for job in jobs)
         if self._journal is not None:
             await self._journal.reserve(reserve)  # committed before anything is sent
-        self._outstanding.update(job.index for job in jobs)
         for job in jobs:
             await self._queue.put(job)
 
