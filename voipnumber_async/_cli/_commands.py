@@ -86,6 +86,41 @@ def _configure_logging(verbose: int) -> None:
     )
 
 
+def _credential_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that say which account to use (the environment otherwise)."""
+    for option in reversed((
+        click.option("--account-id", help="Default: $VOIPNUMBER_ACCOUNT_ID."),
+        click.option("--api-token", help="Default: $VOIPNUMBER_API_TOKEN."),
+        click.option("--base-url", help="Default: $VOIPNUMBER_BASE_URL, else the service."),
+        click.option(
+            "--sandbox", "use_sandbox", is_flag=True,
+            help=f"Use an embedded sandbox and its demo account (sending from {DEMO_NUMBER}).",
+        ),
+    )):  # fmt: skip
+        command = option(command)
+    return command
+
+
+def _open_client(
+    stack: contextlib.ExitStack,
+    use_sandbox: bool,
+    account_id: str | None,
+    api_token: str | None,
+    base_url: str | None,
+    **options: Any,
+) -> VoipNumber:
+    """A client of the embedded sandbox's demo account, or of the given credentials.
+
+    Both live until `stack` closes.
+    """
+    settings: dict[str, Any] = {
+        "account_id": account_id, "api_token": api_token, "base_url": base_url,
+    }  # fmt: skip
+    if use_sandbox:
+        settings = {**stack.enter_context(Sandbox().serve_in_thread()).client_settings()}
+    return stack.enter_context(VoipNumber(**settings, **options))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="voipnumber")
 @click.option("-v", "--verbose", count=True, help="-v: log retries; -vv: log every attempt.")
@@ -103,15 +138,7 @@ def cli(verbose: int) -> None:
 @click.argument("from_number", metavar="FROM")
 @click.argument("to_number", metavar="TO")
 @click.argument("body")
-@click.option("--account-id", help="Default: $VOIPNUMBER_ACCOUNT_ID.")
-@click.option("--api-token", help="Default: $VOIPNUMBER_API_TOKEN.")
-@click.option("--base-url", help="Default: $VOIPNUMBER_BASE_URL, else the service.")
-@click.option(
-    "--sandbox",
-    "use_sandbox",
-    is_flag=True,
-    help=f"Send to an embedded sandbox with its demo account (send from {DEMO_NUMBER}).",
-)
+@_credential_options
 @click.option("--idempotency-key", help="Reuse the key of an earlier attempt to retry it safely.")
 @click.option("--max-retries", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option(
@@ -138,16 +165,14 @@ def send(
     """Send the SMS BODY from FROM to TO (E.164 numbers, such as +447483866525)."""
     try:
         with contextlib.ExitStack() as stack:
-            settings: dict[str, Any] = {
-                "account_id": account_id,
-                "api_token": api_token,
-                "base_url": base_url,
-            }
-            if use_sandbox:
-                sandbox = stack.enter_context(Sandbox().serve_in_thread())
-                settings = {**sandbox.client_settings()}
-            client = stack.enter_context(
-                VoipNumber(**settings, timeout=timeout, max_retries=max_retries)
+            client = _open_client(
+                stack,
+                use_sandbox,
+                account_id,
+                api_token,
+                base_url,
+                timeout=timeout,
+                max_retries=max_retries,
             )
             message = client.sms.send(from_number, to_number, body, idempotency_key=idempotency_key)
             where = f"the sandbox at {client.base_url}" if use_sandbox else client.base_url
@@ -412,15 +437,7 @@ def _result_row(result: SendResult) -> dict[str, object]:
     type=click.Path(dir_okay=False),
     help="Write one CSV row per input message with its outcome.",
 )
-@click.option("--account-id", help="Default: $VOIPNUMBER_ACCOUNT_ID.")
-@click.option("--api-token", help="Default: $VOIPNUMBER_API_TOKEN.")
-@click.option("--base-url", help="Default: $VOIPNUMBER_BASE_URL, else the service.")
-@click.option(
-    "--sandbox",
-    "use_sandbox",
-    is_flag=True,
-    help=f"Send to an embedded sandbox with its demo account (--from {DEMO_NUMBER}).",
-)
+@_credential_options
 def bulk(
     file: str,
     from_number: str | None,
@@ -445,15 +462,8 @@ def bulk(
     total = _count_rows(file)
     rows = _csv_rows(file, from_number)
     with contextlib.ExitStack() as stack:
-        settings: dict[str, Any] = {
-            "account_id": account_id,
-            "api_token": api_token,
-            "base_url": base_url,
-        }
-        if use_sandbox:
-            settings = {**stack.enter_context(Sandbox().serve_in_thread()).client_settings()}
         try:
-            client = stack.enter_context(VoipNumber(**settings))
+            client = _open_client(stack, use_sandbox, account_id, api_token, base_url)
         except VoipNumberError as error:
             _print_error(error)
             sys.exit(exit_status(error))
