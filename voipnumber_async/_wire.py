@@ -492,7 +492,12 @@ def structure_inbound(data: object) -> InboundMessage:
         mdr_timestamp_s=data["mdr_timestamp_s"],
         mdr_created=created,
         mdr_id=data["mdr_id"],
-        extra={key: value for key, value in data.items() if key not in _INBOUND_KNOWN},
+        # Every known field is there (checked above), so the same count means no others.
+        extra=(
+            {}
+            if len(data) == len(_INBOUND_KNOWN)
+            else {key: value for key, value in data.items() if key not in _INBOUND_KNOWN}
+        ),
     )
 
 

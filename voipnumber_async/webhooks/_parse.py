@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
+from multidict import CIMultiDict, CIMultiDictProxy, istr
+
 from .._errors import (
     InvalidPayloadError,
     InvalidSecretError,
@@ -25,6 +27,14 @@ __all__ = ["DEFAULT_MAX_WEBHOOK_BYTES", "DEFAULT_SECRET_PARAM", "parse_inbound"]
 DEFAULT_MAX_WEBHOOK_BYTES: Final = 64 * 1024
 #: The query parameter that carries the shared secret, when not a path segment.
 DEFAULT_SECRET_PARAM: Final = "secret"  # noqa: S105 - a parameter name
+
+_CONTENT_TYPE: Final = istr("Content-Type")
+_HOST: Final = istr("Host")
+_FORWARDED_HOST: Final = istr("X-Forwarded-Host")
+#: Content types (lower-cased) that mean JSON in UTF-8 with nothing else to parse.
+_PLAIN_JSON_CONTENT_TYPES: Final = frozenset(
+    (JSON_CONTENT_TYPE, f"{JSON_CONTENT_TYPE}; charset=utf-8", f"{JSON_CONTENT_TYPE};charset=utf-8")
+)
 
 
 def parse_inbound(
@@ -82,16 +92,52 @@ def parse_inbound(
     Raises:
         WebhookError: One of the checks failed; see above for which class means what.
     """
+    check_size(body, max_bytes)
+    if secret is not None:
+        check_secret(url, secret, secret_param)
+    return parse_delivery(
+        body, headers, None if expected_host is None else allowed_hosts(expected_host)
+    )
+
+
+def allowed_hosts(expected: str | Iterable[str]) -> frozenset[str]:
+    """`expected_host` as the set of lower-cased names `parse_delivery` takes."""
+    if isinstance(expected, str):
+        return frozenset((expected.lower(),))
+    return frozenset(host.lower() for host in expected)
+
+
+def check_size(body: bytes, max_bytes: int) -> None:
     if len(body) > max_bytes:
         raise PayloadTooLargeError(
             f"the delivery is {len(body)} bytes, over the limit of {max_bytes}"
         )
-    lowered = {name.lower(): value for name, value in headers.items()}
-    if secret is not None:
-        _check_secret(url, secret, secret_param)
-    if expected_host is not None:
-        _check_host(lowered, expected_host)
-    text = _decode(body, lowered.get("content-type"))
+
+
+def parse_delivery(
+    body: bytes, headers: Mapping[str, str], allowed: frozenset[str] | None
+) -> InboundMessage:
+    """`parse_inbound` after its size and secret checks: the host, the content type, the JSON.
+
+    `create_app` calls it directly, having checked the secret without parsing a URL;
+    `allowed` is `allowed_hosts(expected_host)`, or None to skip the host check.
+    """
+    if isinstance(headers, (CIMultiDictProxy, CIMultiDict)):
+        # Case-insensitive already (aiohttp's `request.headers`): look the names up. A
+        # repeated header's last value wins, as it does in the lower-cased dict below.
+        content_type = _last(headers.getall(_CONTENT_TYPE, None))
+        if allowed is not None:
+            _check_host(
+                _last(headers.getall(_HOST, None)) or "",
+                _last(headers.getall(_FORWARDED_HOST, None)) or "",
+                allowed,
+            )
+    else:
+        lowered = {name.lower(): value for name, value in headers.items()}
+        content_type = lowered.get("content-type")
+        if allowed is not None:
+            _check_host(lowered.get("host", ""), lowered.get("x-forwarded-host", ""), allowed)
+    text = _decode(body, content_type)
     try:
         payload = json.loads(text)
     except ValueError as error:
@@ -99,7 +145,11 @@ def parse_inbound(
     return structure_inbound(payload)
 
 
-def _check_secret(url: str | None, secret: str, secret_param: str) -> None:
+def _last(values: list[str] | None) -> str | None:
+    return values[-1] if values else None
+
+
+def check_secret(url: str | None, secret: str, secret_param: str) -> None:
     if url is None:
         raise TypeError("parse_inbound(secret=...) needs url=, the URL the delivery came to")
     if not secret:
@@ -107,22 +157,30 @@ def _check_secret(url: str | None, secret: str, secret_param: str) -> None:
     parts = urlsplit(url)
     candidates = [segment for segment in parts.path.split("/") if segment]
     candidates += [value for name, value in parse_qsl(parts.query) if name == secret_param]
-    expected = secret.encode()
+    if not carries_secret(candidates, secret.encode()):
+        raise secret_refused(secret_param)
+
+
+def carries_secret(candidates: Iterable[str], expected: bytes) -> bool:
+    """Whether one of `candidates` (from the delivery's URL) is the secret, `expected`."""
     # Every candidate is compared, so the time taken says nothing of where a match is.
     matched = False
     for candidate in candidates:
         matched |= hmac.compare_digest(candidate.encode(), expected)
-    if not matched:
-        raise InvalidSecretError(
-            "the webhook URL does not carry the shared secret "
-            f"(as a path segment or as ?{secret_param}=)"
-        )
+    return matched
 
 
-def _check_host(headers: Mapping[str, str], expected: str | Iterable[str]) -> None:
-    allowed = {expected.lower()} if isinstance(expected, str) else {h.lower() for h in expected}
-    forwarded = headers.get("x-forwarded-host", "").split(",")[0].strip()
-    host = forwarded or headers.get("host", "")
+def secret_refused(secret_param: str) -> InvalidSecretError:
+    """The error for a delivery whose URL does not carry the secret."""
+    return InvalidSecretError(
+        "the webhook URL does not carry the shared secret "
+        f"(as a path segment or as ?{secret_param}=)"
+    )
+
+
+def _check_host(host: str, forwarded: str, allowed: frozenset[str]) -> None:
+    if forwarded:
+        host = forwarded.split(",", maxsplit=1)[0].strip() or host
     name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     if name.lower() not in allowed:
         raise UntrustedHostError(
@@ -132,6 +190,20 @@ def _check_host(headers: Mapping[str, str], expected: str | Iterable[str]) -> No
 
 
 def _decode(body: bytes, content_type: str | None) -> str:
+    # The service's own content type (and the common spellings of it with UTF-8) decode
+    # as UTF-8 without parsing; anything else goes the long way, to the same result.
+    if content_type is not None and content_type.lower() in _PLAIN_JSON_CONTENT_TYPES:
+        charset = "utf-8"
+    else:
+        charset = _charset(content_type)
+    try:
+        return body.decode(charset)
+    except UnicodeDecodeError as error:
+        raise InvalidPayloadError(f"the delivery is not valid {charset}: {error}") from None
+
+
+def _charset(content_type: str | None) -> str:
+    """The charset a JSON content type declares (UTF-8 by default), checked."""
     media_type, _, parameters = (content_type or "").partition(";")
     if media_type.strip().lower() != JSON_CONTENT_TYPE:
         raise UnsupportedContentTypeError(
@@ -148,7 +220,4 @@ def _decode(body: bytes, content_type: str | None) -> str:
         raise UnsupportedContentTypeError(
             f"the delivery's charset {charset!r} is not one Python knows"
         ) from None
-    try:
-        return body.decode(charset)
-    except UnicodeDecodeError as error:
-        raise InvalidPayloadError(f"the delivery is not valid {charset}: {error}") from None
+    return charset

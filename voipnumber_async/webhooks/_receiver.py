@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
@@ -12,7 +13,16 @@ from .._config import LOGGER_NAME
 from .._errors import PayloadTooLargeError, WebhookError
 from .._models import InboundMessage
 from .._wire import WEBHOOK_HOST
-from ._parse import DEFAULT_MAX_WEBHOOK_BYTES, DEFAULT_SECRET_PARAM, parse_inbound
+from ._parse import (
+    DEFAULT_MAX_WEBHOOK_BYTES,
+    DEFAULT_SECRET_PARAM,
+    allowed_hosts,
+    carries_secret,
+    check_secret,
+    check_size,
+    parse_delivery,
+    secret_refused,
+)
 from ._store import DeliveryStore, MemoryDeliveryStore
 
 __all__ = ["DEFAULT_WEBHOOK_PATH", "InboundHandler", "create_app"]
@@ -71,19 +81,17 @@ def create_app(
             deduplicate across processes and restarts.
     """
     deliveries = store if store is not None else MemoryDeliveryStore()
+    # What parse_inbound works out on each call, worked out once.
+    expected_secret = secret.encode() if secret else None
+    allowed = None if expected_host is None else allowed_hosts(expected_host)
 
     async def receive(request: web.Request) -> web.Response:
         try:
             body = await _read_body(request, max_bytes)
-            message = parse_inbound(
-                body,
-                request.headers,
-                url=str(request.rel_url),
-                secret=secret,
-                secret_param=secret_param,
-                expected_host=expected_host,
-                max_bytes=max_bytes,
-            )
+            check_size(body, max_bytes)
+            if secret is not None:
+                _check_secret(request, secret, expected_secret, secret_param)
+            message = parse_delivery(body, request.headers, allowed)
         except WebhookError as error:
             logger.warning("refused a delivery (%d %s): %s", error.http_status, error.reason, error)
             return _answer(error.http_status or 400, error=error.reason, message=str(error))
@@ -104,18 +112,46 @@ def create_app(
             await deliveries.release(message.mdr_id)
             raise
         await deliveries.complete(message.mdr_id)
-        return _answer(200, status="accepted", mdr_id=message.mdr_id)
+        return _accepted(message.mdr_id)
 
     app = web.Application()
     app.router.add_post(path, receive)
     return app
 
 
+def _check_secret(
+    request: web.Request, secret: str, expected: bytes | None, secret_param: str
+) -> None:
+    """`parse_inbound`'s secret check on `request.rel_url`, without parsing it again.
+
+    The candidates are the same: every segment of the (encoded) path, and every value
+    of the query parameter `secret_param` (yarl decodes the query as `parse_qsl` does).
+    """
+    url = request.rel_url
+    path = url.raw_path
+    if expected is None or path.startswith("//"):
+        # An empty secret (refused), or a path urlsplit would read a host in: the long way.
+        check_secret(str(url), secret, secret_param)
+        return
+    candidates = [segment for segment in path.split("/") if segment]
+    candidates += url.query.getall(secret_param, ())
+    if not carries_secret(candidates, expected):
+        raise secret_refused(secret_param)
+
+
 async def _read_body(request: web.Request, max_bytes: int) -> bytes:
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLargeError(
-            f"the delivery is {request.content_length} bytes, over the limit of {max_bytes}"
-        )
+    length = request.content_length
+    if length is not None:
+        if length > max_bytes:
+            raise PayloadTooLargeError(
+                f"the delivery is {length} bytes, over the limit of {max_bytes}"
+            )
+        # A body of known length within both limits: read whole, the cheapest way. (The
+        # parser holds the body to its Content-Length, so no more can come.)
+        if length <= request.client_max_size or not request.client_max_size:
+            return await request.read()
+    # No length (a chunked body), or one over the app's `client_max_size` (which
+    # `request.read` enforces): read in chunks, cut off as soon as it is over the cap.
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(_READ_CHUNK):
@@ -128,3 +164,9 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytes:
 
 def _answer(http_status: int, /, **fields: Any) -> web.Response:
     return web.json_response(fields, status=http_status)
+
+
+def _accepted(mdr_id: str) -> web.Response:
+    """`_answer(200, status="accepted", mdr_id=mdr_id)`, byte for byte, made cheaper."""
+    body = b'{"status": "accepted", "mdr_id": %s}' % json.dumps(mdr_id).encode()
+    return web.Response(body=body, content_type="application/json", charset="utf-8")

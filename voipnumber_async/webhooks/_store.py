@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -60,7 +61,11 @@ class MemoryDeliveryStore:
         self._max_entries = max_entries
         self._ttl_s = ttl_s
         self._clock = clock
+        # Kept in order of last write: with one ttl, that is in order of expiry too.
         self._entries: OrderedDict[str, tuple[bool, float]] = OrderedDict()  # done, expiry
+        # No entry expires before this (the front's expiry, or less): until then, and while
+        # within max_entries, there is nothing to forget and the front is not looked at.
+        self._earliest_expiry = math.inf
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -71,23 +76,33 @@ class MemoryDeliveryStore:
         entry = self._entries.get(mdr_id)
         if entry is not None and entry[1] > now:
             return "done" if entry[0] else "in_progress"
-        self._remember(mdr_id, done=False, now=now)
+        self._remember(mdr_id, False, now)
         return "new"
 
     async def complete(self, mdr_id: str) -> None:
         """See `DeliveryStore.complete`."""
-        self._remember(mdr_id, done=True, now=self._clock())
+        self._remember(mdr_id, True, self._clock())
 
     async def release(self, mdr_id: str) -> None:
         """See `DeliveryStore.release`."""
         self._entries.pop(mdr_id, None)
 
-    def _remember(self, mdr_id: str, *, done: bool, now: float) -> None:
-        self._entries[mdr_id] = (done, now + self._ttl_s)
-        self._entries.move_to_end(mdr_id)
-        # Entries are kept in order of last write, so the expired ones are at the front.
-        while self._entries:
-            oldest, (_, expiry) = next(iter(self._entries.items()))
-            if expiry > now and len(self._entries) <= self._max_entries:
-                break
-            del self._entries[oldest]
+    def _remember(self, mdr_id: str, done: bool, now: float) -> None:
+        entries = self._entries
+        expiry = now + self._ttl_s
+        entries[mdr_id] = (done, expiry)
+        entries.move_to_end(mdr_id)
+        self._earliest_expiry = min(self._earliest_expiry, expiry)
+        if len(entries) > self._max_entries or now >= self._earliest_expiry:
+            self._forget_old(now)
+
+    def _forget_old(self, now: float) -> None:
+        entries = self._entries
+        # In order of last write, so the expired ones are at the front.
+        while entries:
+            oldest, (_, expiry) = next(iter(entries.items()))
+            if expiry > now and len(entries) <= self._max_entries:
+                self._earliest_expiry = expiry
+                return
+            del entries[oldest]
+        self._earliest_expiry = math.inf
