@@ -45,6 +45,14 @@ def accepted_bodies(sandbox: Sandbox) -> Counter[str]:
     return Counter(message.body for message in sandbox.messages)
 
 
+@pytest.fixture(params=["batched", "per-row"])
+def journal_writes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways the journal writes: one statement per batch, or (old SQLite) per row."""
+    if request.param == "per-row":
+        monkeypatch.setattr("voipnumber_async._journal.writes_batches", lambda db: False)
+    return str(request.param)
+
+
 @pytest.fixture
 async def bulk_client(sandbox: Sandbox) -> AsyncIterator[AsyncVoipNumber]:
     async with AsyncVoipNumber(**sandbox.client_settings(), retry=FAST) as client:
@@ -232,6 +240,7 @@ async def test_retries_are_the_clients_policy(
 # --- the journal --------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("journal_writes")
 async def test_a_finished_run_resumed_sends_nothing_again(
     bulk_client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -248,6 +257,7 @@ async def test_a_finished_run_resumed_sends_nothing_again(
     assert run.summary.already_sent == 300
 
 
+@pytest.mark.usefixtures("journal_writes")
 async def test_a_journal_for_another_input_is_refused_before_anything_is_sent(
     bulk_client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -260,6 +270,7 @@ async def test_a_journal_for_another_input_is_refused_before_anything_is_sent(
     assert len(sandbox.requests) == requests
 
 
+@pytest.mark.usefixtures("journal_writes")
 async def test_stopping_early_leaves_a_journal_that_resumes_without_loss_or_duplicates(
     bulk_client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path
 ) -> None:

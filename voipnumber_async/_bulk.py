@@ -19,8 +19,8 @@ import json
 import os
 import time
 import warnings
-from collections import Counter
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections import Counter, deque
+from collections.abc import AsyncIterable, Awaitable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Union
 
@@ -33,7 +33,7 @@ from ._errors import (
     RateLimitError,
     VoipNumberError,
 )
-from ._journal import Journal, JournalEntry, Outcome, content_hash
+from ._journal import Journal, JournalEntry, Outcome, RecordRow, content_hash
 from ._models import SentMessage
 from ._rate import RateLimiter
 from ._validation import check_body, check_idempotency_key, check_number
@@ -55,6 +55,8 @@ __all__ = [
 DEFAULT_CONCURRENCY: Final = 50
 #: Messages reserved in the journal per transaction, ahead of the workers.
 _RESERVE_BATCH: Final = 128
+#: Reserved batches being committed while the workers take from the queue.
+_RESERVE_AHEAD: Final = 2
 #: Outcomes buffered before a worker waits for them to be committed.
 _RECORD_BATCH: Final = 512
 #: How often buffered outcomes are committed anyway, in seconds.
@@ -276,8 +278,7 @@ class AsyncSendMany:
         self._tasks: list[asyncio.Task[Any]] = []
         # Reserved in the journal and not yet answered: what a stop must account for.
         self._outstanding: set[int] = set()
-        self._records: list[tuple[int, Outcome, str | None, str | None, str | None, str | None]]
-        self._records = []
+        self._records: list[RecordRow] = []
 
     # --- iteration ------------------------------------------------------------------
 
@@ -344,9 +345,14 @@ class AsyncSendMany:
         self.summary = BulkSummary()
         if self._journal_path is not None:
             self._journal = await Journal.open(self._journal_path)
-        window = max(4 * self._concurrency, 2 * _RESERVE_BATCH)
+        # In flight, queued, and the batches being reserved, with room to spare.
+        reserving = (_RESERVE_AHEAD + 2) * _RESERVE_BATCH if self._journal is not None else 0
+        window = 4 * self._concurrency + reserving
         self._window = asyncio.Semaphore(window)
-        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self._concurrency)
+        # With a journal, room for a reserved batch beyond the workers' share: the next
+        # batch is reserved while the workers take from this one, not after it ran out.
+        queued = self._concurrency + (_RESERVE_BATCH if self._journal is not None else 0)
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=queued)
         self._results: asyncio.Queue[SendResult | _End | _Failure] = asyncio.Queue()
         self._reorder: dict[int, SendResult] = {}
         self._next_index = 0
@@ -373,25 +379,44 @@ class AsyncSendMany:
     async def _produce(self) -> None:
         index = 0
         batch: list[tuple[int, OutgoingMessage]] = []
+        # Batches whose reservation is being committed, their jobs waiting for it: the
+        # journal's thread writes these while the workers take from the queue, so the
+        # queue does not run dry for the length of a commit.
+        reserving: deque[tuple[Awaitable[None] | None, list[_Job]]] = deque()
+        ahead = _RESERVE_AHEAD if self._journal is not None else 0
         async for value in _aiter(self._messages):
             await self._window.acquire()
             batch.append((index, OutgoingMessage.coerce(value)))
             index += 1
             if self._journal is None or len(batch) >= _RESERVE_BATCH:
-                await self._dispatch(batch)
+                reserving.append(await self._reserve(batch))
                 batch = []
-        await self._dispatch(batch)
+                if len(reserving) > ahead:
+                    await self._queue_jobs(*reserving.popleft())
+        if batch:
+            reserving.append(await self._reserve(batch))
+        while reserving:
+            await self._queue_jobs(*reserving.popleft())
         for _ in self._workers:
             await self._queue.put(None)
 
-    async def _dispatch(self, batch: list[tuple[int, OutgoingMessage]]) -> None:
-        """Validate, consult and reserve in the journal, then queue for the workers."""
-        if not batch:
-            return
+    async def _queue_jobs(self, reservation: Awaitable[None] | None, jobs: list[_Job]) -> None:
+        if reservation is not None:
+            await reservation  # committed before anything is sent
+        for job in jobs:
+            await self._queue.put(job)
+
+    async def _reserve(
+        self, batch: list[tuple[int, OutgoingMessage]]
+    ) -> tuple[Awaitable[None] | None, list[_Job]]:
+        """Validate, consult and reserve in the journal: the jobs, once it is committed."""
         entries = {}
-        if self._journal is not None:
-            entries = await self._journal.entries(batch[0][0], batch[-1][0])
-        reserve: list[tuple[int, bytes, str]] = []
+        journal = self._journal
+        # Only an earlier run's positions have entries: a fresh journal is never read.
+        last = journal.last_position if journal is not None else None
+        if journal is not None and last is not None and batch[0][0] <= last:
+            entries = await journal.entries(batch[0][0], batch[-1][0])
+        reserve: list[tuple[int, str, str]] = []
         jobs: list[_Job] = []
         for index, message in batch:
             entry = entries.get(index)
@@ -418,13 +443,12 @@ class AsyncSendMany:
                 continue
             reserve.append((index, digest, key))
             jobs.append(_Job(index, message, key, payload))
-        # Outstanding from before the reservation is awaited: a stop that lands during
-        # it must still record these (the write itself completes, shielded) as unsent.
+        # Outstanding from the moment the reservation is submitted: a stop before these
+        # are queued must still record them (the write itself completes) as unsent.
         self._outstanding.update(job.index for job in jobs)
-        if self._journal is not None:
-            await self._journal.reserve(reserve)  # committed before anything is sent
-        for job in jobs:
-            await self._queue.put(job)
+        if self._journal is None:
+            return None, jobs
+        return self._journal.reserve(reserve), jobs
 
     def _from_journal(self, index: int, message: OutgoingMessage, entry: JournalEntry) -> bool:
         """Yield what an earlier run decided for `index`; `False` if it must be sent."""
@@ -568,9 +592,7 @@ def _payload(message: OutgoingMessage) -> bytes:
     return encode_send_request(from_, to, body)
 
 
-def _record_row(
-    result: SendResult,
-) -> tuple[int, Outcome, str | None, str | None, str | None, str | None]:
+def _record_row(result: SendResult) -> RecordRow:
     if result.sent is not None:
         return (result.index, "sent", json.dumps(converter.unstructure(result.sent)),
                 None, None, None)  # fmt: skip
