@@ -12,6 +12,7 @@ import sys
 import textwrap
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,10 @@ from voipnumber_async import (
     RetryPolicy,
     SendResult,
 )
+from voipnumber_async._journal import Journal, outcome_row, sent_row
+from voipnumber_async._models import SentMessage
 from voipnumber_async._rate import RateLimiter
+from voipnumber_async._wire import converter
 from voipnumber_async.sandbox import Fault, Sandbox
 
 FAST = RetryPolicy(initial_backoff=0.001, max_backoff=0.005, max_retry_after=2)
@@ -415,3 +419,33 @@ async def test_a_429_pauses_then_halves_then_recovers_up_to_the_target() -> None
     fake.now += 100
     await limiter.acquire()
     assert limiter.rate == 100.0  # never above the target
+
+
+@pytest.mark.usefixtures("journal_writes")
+async def test_the_journal_gives_back_the_sent_message_whole(tmp_path: Path) -> None:
+    created = datetime(2024, 5, 20, 8, 28, 37, tzinfo=timezone.utc)
+    plain = SentMessage(id="a1", status="queued", body="hi", timestamp_s=1716193717,
+                        created=created, extra={})  # fmt: skip
+    unusual = SentMessage(id="b2", status="odd", body="hi, edited", timestamp_s=1716193717,
+                          created=created, extra={"segments": 2, "tags": ["x"]})  # fmt: skip
+    journal = await Journal.open(tmp_path / "j.db")
+    try:
+        await journal.reserve([(0, "h0", "k0"), (1, "h1", "k1"), (2, "h2", "k2")])
+        await journal.record([
+            sent_row(0, converter.unstructure(plain), "hi"),
+            sent_row(1, converter.unstructure(unusual), "hi"),
+            outcome_row(2, "failed", "MessageInvalidError", "MESSAGE_INVALID", "too long"),
+        ])  # fmt: skip
+        entries = await journal.entries(0, 2)
+    finally:
+        await journal.close()
+
+    def back(position: int, body: str) -> SentMessage:
+        sent = entries[position].sent
+        assert sent is not None
+        return converter.structure({"body": body, **sent}, SentMessage)
+
+    assert back(0, "hi") == plain
+    assert back(1, "hi") == unusual  # its own body kept, where the answer's differed
+    assert entries[2].sent is None
+    assert (entries[2].outcome, entries[2].error_class) == ("failed", "MessageInvalidError")

@@ -15,7 +15,6 @@ for all workers at once.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 import warnings
@@ -33,7 +32,15 @@ from ._errors import (
     RateLimitError,
     VoipNumberError,
 )
-from ._journal import Journal, JournalEntry, Outcome, RecordRow, content_hash
+from ._journal import (
+    Journal,
+    JournalEntry,
+    Outcome,
+    RecordRow,
+    content_hash,
+    outcome_row,
+    sent_row,
+)
 from ._models import SentMessage
 from ._rate import RateLimiter
 from ._validation import check_body, check_idempotency_key, check_number
@@ -453,7 +460,7 @@ class AsyncSendMany:
     def _from_journal(self, index: int, message: OutgoingMessage, entry: JournalEntry) -> bool:
         """Yield what an earlier run decided for `index`; `False` if it must be sent."""
         if entry.outcome == "sent" and entry.sent is not None:
-            sent = converter.structure(entry.sent, SentMessage)
+            sent = converter.structure({"body": message.body, **entry.sent}, SentMessage)
             self._deliver(
                 SendResult(index=index, message=message, sent=sent,
                            idempotency_key=entry.idempotency_key, resumed=True),
@@ -524,7 +531,7 @@ class AsyncSendMany:
         self._outstanding.discard(job.index)
         if self._journal is not None:
             self._records.append(
-                (job.index, "unknown", None, OutcomeUnknownError.__name__, None, why)
+                outcome_row(job.index, "unknown", OutcomeUnknownError.__name__, None, why)
             )
 
     async def _flush_records(self) -> None:
@@ -558,7 +565,7 @@ class AsyncSendMany:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._journal is not None:
             # Reserved but never handed to a worker, or queued and dropped: not sent.
-            self._records += [(i, "unsent", None, None, None, None) for i in self._outstanding]
+            self._records += [outcome_row(i, "unsent") for i in self._outstanding]
             await self._flush_records()
             await self._journal.close()
 
@@ -594,12 +601,11 @@ def _payload(message: OutgoingMessage) -> bytes:
 
 def _record_row(result: SendResult) -> RecordRow:
     if result.sent is not None:
-        return (result.index, "sent", json.dumps(converter.unstructure(result.sent)),
-                None, None, None)  # fmt: skip
+        return sent_row(result.index, converter.unstructure(result.sent), result.message.body)
     error = result.error
     assert error is not None
     outcome: Outcome = "unknown" if error.may_have_been_sent else "failed"
-    return (result.index, outcome, None, type(error).__name__, error.code, str(error))
+    return outcome_row(result.index, outcome, type(error).__name__, error.code, str(error))
 
 
 async def _aiter(messages: Iterable[MessageLike] | AsyncIterable[MessageLike]) -> Any:

@@ -29,14 +29,22 @@ import attrs
 
 from ._errors import ConfigurationError
 
-__all__ = ["Journal", "JournalEntry", "Outcome", "RecordRow", "content_hash"]
+__all__ = [
+    "Journal",
+    "JournalEntry",
+    "Outcome",
+    "RecordRow",
+    "content_hash",
+    "outcome_row",
+    "sent_row",
+]
 
 Outcome = Literal["pending", "sent", "failed", "unknown", "unsent"]
 """`pending`: reserved (its key committed), result not yet recorded; `sent`; `failed`:
 certainly not sent; `unknown`: may have been sent; `unsent`: reserved, then the run
 stopped before sending it."""
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
@@ -44,7 +52,11 @@ CREATE TABLE IF NOT EXISTS messages (
     content_hash TEXT NOT NULL,
     idempotency_key TEXT NOT NULL,
     outcome TEXT NOT NULL,
-    sent TEXT,
+    sent_id TEXT,
+    sent_status TEXT,
+    sent_timestamp_s INTEGER,
+    sent_created TEXT,
+    sent_other TEXT,
     error_class TEXT,
     error_code TEXT,
     error_message TEXT,
@@ -64,10 +76,14 @@ ON CONFLICT(position) DO UPDATE SET outcome = 'pending', updated_at = excluded.u
 _RECORD_BATCH_SQL: Final = """
 UPDATE messages SET
     outcome = json_extract(row.value, '$[1]'),
-    sent = json_extract(row.value, '$[2]'),
-    error_class = json_extract(row.value, '$[3]'),
-    error_code = json_extract(row.value, '$[4]'),
-    error_message = json_extract(row.value, '$[5]'),
+    sent_id = json_extract(row.value, '$[2]'),
+    sent_status = json_extract(row.value, '$[3]'),
+    sent_timestamp_s = json_extract(row.value, '$[4]'),
+    sent_created = json_extract(row.value, '$[5]'),
+    sent_other = json_extract(row.value, '$[6]'),
+    error_class = json_extract(row.value, '$[7]'),
+    error_code = json_extract(row.value, '$[8]'),
+    error_message = json_extract(row.value, '$[9]'),
     updated_at = :now
 FROM json_each(:rows) AS row
 WHERE messages.position = json_extract(row.value, '$[0]')
@@ -79,13 +95,45 @@ VALUES (?, ?, ?, 'pending', ?)
 ON CONFLICT(position) DO UPDATE SET outcome = 'pending', updated_at = excluded.updated_at
 """
 _RECORD_ROW_SQL: Final = """
-UPDATE messages SET outcome = ?, sent = ?, error_class = ?, error_code = ?, error_message = ?,
+UPDATE messages SET outcome = ?, sent_id = ?, sent_status = ?, sent_timestamp_s = ?,
+    sent_created = ?, sent_other = ?, error_class = ?, error_code = ?, error_message = ?,
     updated_at = ?
 WHERE position = ?
 """
 
-RecordRow = tuple[int, Outcome, str | None, str | None, str | None, str | None]
-"""`(position, outcome, sent_json, error_class, error_code, error_message)`."""
+RecordRow = tuple[int, Outcome, Any, Any, Any, Any, str | None, str | None, str | None, str | None]
+"""`(position, outcome, sent_id, sent_status, sent_timestamp_s, sent_created, sent_other,
+error_class, error_code, error_message)`: see `sent_row` and `outcome_row`."""
+
+#: The fields of a sent message with a column of their own; the rest go to `sent_other`.
+#: (Columns, not one JSON text: SQLite stores them for half the work.)
+_SENT_COLUMNS: Final = ("id", "status", "timestamp_s", "created")
+
+
+def sent_row(position: int, sent: dict[str, Any], body: str) -> RecordRow:
+    """The row of a message sent: `sent` unstructured, `body` the one it was sent with.
+
+    The body comes back in the answer; it is stored only if it differs from the one
+    sent (which the input holds), and `JournalEntry.sent` leaves it out then.
+    """
+    other = {key: value for key, value in sent.items() if key not in _SENT_COLUMNS}
+    if other.get("body") == body:
+        del other["body"]
+    return (
+        position, "sent", sent.get("id"), sent.get("status"), sent.get("timestamp_s"),
+        sent.get("created"), json.dumps(other) if other else None, None, None, None,
+    )  # fmt: skip
+
+
+def outcome_row(
+    position: int,
+    outcome: Outcome,
+    error_class: str | None = None,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> RecordRow:
+    """The row of a message not sent (or whose outcome is unknown)."""
+    return (position, outcome, None, None, None, None, None, error_class, error_code, error_message)
 
 
 def content_hash(from_: str, to: str, body: str, idempotency_key: str | None) -> str:
@@ -113,6 +161,8 @@ class JournalEntry:
     content_hash: str
     idempotency_key: str
     outcome: Outcome
+    #: The message as the service answered, unstructured; without `body` when it was
+    #: the input's (see `sent_row`).
     sent: dict[str, Any] | None
     error_class: str | None
     error_message: str | None
@@ -181,22 +231,12 @@ class Journal:
     def _entries(self, first: int, last: int) -> dict[int, JournalEntry]:
         assert self._db is not None
         rows = self._db.execute(
-            "SELECT position, content_hash, idempotency_key, outcome, sent, error_class,"
-            " error_message FROM messages WHERE position BETWEEN ? AND ?",
+            "SELECT position, content_hash, idempotency_key, outcome, sent_id, sent_status,"
+            " sent_timestamp_s, sent_created, sent_other, error_class, error_message"
+            " FROM messages WHERE position BETWEEN ? AND ?",
             (first, last),
         )
-        return {
-            row[0]: JournalEntry(
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                json.loads(row[4]) if row[4] else None,
-                row[5],
-                row[6],
-            )
-            for row in rows
-        }
+        return {row[0]: _entry(*row) for row in rows}
 
     def reserve(self, rows: Sequence[tuple[int, str, str]]) -> Awaitable[None]:
         """Commit `(position, content_hash, idempotency_key)` as pending, before sending.
@@ -219,7 +259,7 @@ class Journal:
                 db.executemany(_RESERVE_ROW_SQL, [(*row, now) for row in rows])
 
     async def record(self, rows: Sequence[RecordRow]) -> None:
-        """Commit outcomes: `(position, outcome, sent_json, error_class, code, message)`."""
+        """Commit outcomes, each made by `sent_row` or `outcome_row`."""
         if rows:
             await self._run(self._record, rows)
 
@@ -254,6 +294,22 @@ class Journal:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _entry(
+    position: int,
+    digest: str,
+    key: str,
+    outcome: Outcome,
+    *sent_and_error: Any,
+) -> JournalEntry:
+    *columns, other, error_class, error_message = sent_and_error
+    sent = None
+    if outcome == "sent":
+        sent = dict(zip(_SENT_COLUMNS, columns, strict=True))
+        if other:
+            sent.update(json.loads(other))
+    return JournalEntry(position, digest, key, outcome, sent, error_class, error_message)
 
 
 class _Transaction:
