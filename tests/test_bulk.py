@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shutil
@@ -150,6 +151,23 @@ async def test_one_429_pauses_every_worker_for_its_retry_after(
     assert all(r.ok for r in results)
     assert run.summary.rate_limited == 1
     assert len(sandbox.messages) == 60
+
+
+async def test_a_429_to_one_run_pauses_the_other_runs_of_the_client(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    sandbox.inject(Fault.rate_limited(retry_after=1))
+
+    await asyncio.gather(
+        collect(bulk_client.sms.send_many(messages(60, "a"), concurrency=5, rate_limit=100.0)),
+        collect(bulk_client.sms.send_many(messages(60, "b"), concurrency=5, rate_limit=100.0)),
+    )
+
+    limited = [r for r in sandbox.requests if r.status == 429]
+    assert len(limited) == 1  # the other run did not run into the limit on its own either
+    paused_at = limited[0].received_at
+    assert not [r for r in sandbox.requests if paused_at + 0.1 < r.received_at < paused_at + 0.9]
+    assert len(sandbox.messages) == 120
 
 
 async def test_ordered_results_come_in_input_order(

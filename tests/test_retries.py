@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -260,3 +261,41 @@ async def test_an_on_retry_hook_that_raises_does_not_change_the_outcome(
 
     assert len(sandbox.messages) == 1
     assert "on_retry raised" in caplog.text
+
+
+async def first_429(sandbox: Sandbox) -> float:
+    """When the sandbox answered its first 429 (waits for it)."""
+    while True:
+        limited = [r.received_at for r in sandbox.requests if r.status == 429]
+        if limited:
+            return limited[0]
+        await asyncio.sleep(0.005)
+
+
+async def test_a_429_pauses_every_request_of_the_client_and_its_copies(
+    client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    sandbox.inject(Fault.rate_limited(retry_after=1))
+    limited_send = asyncio.create_task(client.sms.send(FROM, TO, "limited"))
+    limited_at = await first_429(sandbox)
+
+    await client.with_options(timeout=10).sms.send(FROM, TO, "other")
+    await limited_send
+
+    other_at = next(r.received_at for r in sandbox.requests if b'"other"' in r.body)
+    assert other_at >= limited_at + 1 - 0.05  # waited out the other request's Retry-After
+    assert [r.status for r in sandbox.requests].count(429) == 1
+    assert sorted(m.body for m in sandbox.messages) == ["limited", "other"]
+
+
+async def test_a_retry_after_beyond_the_cap_is_raised_and_pauses_nothing(
+    client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    sandbox.inject(Fault.rate_limited(retry_after=120))  # over max_retry_after (60)
+    with pytest.raises(RateLimitError):
+        await client.sms.send(FROM, TO, "limited")
+    started = time.monotonic()
+
+    await client.sms.send(FROM, TO, "other")
+
+    assert time.monotonic() - started < 0.5

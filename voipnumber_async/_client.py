@@ -24,7 +24,7 @@ from ._config import (
     LOGGER_NAME,
     Timeout,
 )
-from ._errors import ClientClosedError, ConfigurationError, VoipNumberError
+from ._errors import ClientClosedError, ConfigurationError, RateLimitError, VoipNumberError
 from ._models import SentMessage
 from ._retry import RetryPolicy, retry_after_failure
 from ._transport import Transport, client_timeout
@@ -307,6 +307,7 @@ class AsyncVoipNumber:
                 "inside its `with` / `async with` block"
             )
         attempts = 0
+        pause = self._transport.pause
 
         async def attempt() -> SentMessage:
             nonlocal attempts
@@ -318,19 +319,28 @@ class AsyncVoipNumber:
                     attempts,
                     idempotency_key,
                 )
-            if hooks is None:
-                answer = await self._transport.post(
-                    self._send_url, payload, self._headers(idempotency_key), self._aiohttp_timeout
-                )
-                return decode_send_answer(answer)
-            await hooks.before_attempt()
+            if hooks is not None:
+                await hooks.before_attempt()
+            if pause.until:
+                await pause.wait()
             try:
                 answer = await self._transport.post(
                     self._send_url, payload, self._headers(idempotency_key), self._aiohttp_timeout
                 )
                 return decode_send_answer(answer)
             except VoipNumberError as error:
-                hooks.after_error(error)
+                # A Retry-After this client would wait out pauses every request of the
+                # client, not just this one. One it would not (beyond the policy's cap,
+                # or no retries) is raised, and pauses nothing.
+                if (
+                    isinstance(error, RateLimitError)
+                    and error.retry_after is not None
+                    and self._retry.max_retries
+                    and self._retry.should_retry(error)
+                ):
+                    pause.extend(error.retry_after)
+                if hooks is not None:
+                    hooks.after_error(error)
                 raise
 
         started = time.monotonic()

@@ -19,6 +19,7 @@ import aiohttp
 
 from ._config import Timeout
 from ._errors import APIConnectionError, OutcomeUnknownError, VoipNumberError
+from ._rate import RateLimitPause
 from ._wire import Answer
 
 
@@ -50,6 +51,8 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
+        #: Set by a 429 to any request through this pool; every request waits it out.
+        self.pause = RateLimitPause()
 
     @property
     def opened(self) -> bool:
