@@ -24,16 +24,26 @@ import argparse
 import asyncio
 import gc
 import json
-import platform
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 
 import aiohttp
+from _harness import (
+    BenchmarkError,
+    Round,
+    banner,
+    bare_headers,
+    best,
+    median_rate,
+    print_latency_table,
+    print_round,
+    print_throughput_table,
+    rotations,
+    run_workers,
+)
 
-import voipnumber_async
 from voipnumber_async import AsyncVoipNumber
 from voipnumber_async._wire import base_headers, encode_send_request
 from voipnumber_async.sandbox import DEMO_NUMBER, Sandbox
@@ -46,10 +56,6 @@ SEND_PATH = "/v1/sms/send"
 
 #: One send of one message: the only thing that differs between the two clients.
 SendOne = Callable[[], Awaitable[None]]
-
-
-class BenchmarkError(RuntimeError):
-    """The benchmark did not measure what it claims to (an error, a lost message)."""
 
 
 # --- the two clients ------------------------------------------------------------------
@@ -65,13 +71,7 @@ class Bare:
         self.payload = json.dumps(
             {"from": FROM, "to": TO, "body": TEXT}, ensure_ascii=False
         ).encode()
-        self.headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": f"voipnumber-python/{voipnumber_async.__version__}",
-            "X-Account-Id": settings["account_id"],
-            "Authorization": f"Bearer {settings['api_token']}",
-        }
+        self.headers = bare_headers(settings["account_id"], settings["api_token"])
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
 
     async def send(self) -> None:
@@ -102,23 +102,6 @@ class Sdk:
 # --- measuring --------------------------------------------------------------------------
 
 
-class Round:
-    """One timed run of `messages` sends."""
-
-    def __init__(self, messages: int, wall_s: float, cpu_s: float) -> None:
-        self.messages = messages
-        self.wall_s = wall_s
-        self.cpu_s = cpu_s
-
-    @property
-    def rate(self) -> float:
-        return self.messages / self.wall_s
-
-    @property
-    def cpu_us_per_message(self) -> float:
-        return self.cpu_s / self.messages * 1e6
-
-
 async def run_pool(send: SendOne, messages: int, concurrency: int) -> None:
     """`messages` sends by `concurrency` workers pulling from one shared counter."""
     counter: Iterator[int] = iter(range(messages))
@@ -127,12 +110,7 @@ async def run_pool(send: SendOne, messages: int, concurrency: int) -> None:
         for _ in counter:
             await send()
 
-    tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, messages))]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
+    await run_workers(worker() for _ in range(min(concurrency, messages)))
 
 
 def check_accepted(sandbox: Sandbox, expected: int, who: str) -> None:
@@ -177,24 +155,6 @@ async def sequential_us(sandbox: Sandbox, send: SendOne, sends: int, who: str) -
 # --- reporting --------------------------------------------------------------------------
 
 
-def best(rounds: list[Round]) -> Round:
-    return max(rounds, key=lambda r: r.rate)
-
-
-def median_rate(rounds: list[Round]) -> float:
-    return statistics.median(r.rate for r in rounds)
-
-
-def print_table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for n, row in enumerate(rows):
-        first, *rest = zip(row, widths, strict=True)
-        cells = [first[0].ljust(first[1])] + [cell.rjust(width) for cell, width in rest]
-        print("  " + "  ".join(cells))
-        if n == 0:
-            print("  " + "  ".join("-" * w for w in widths))
-
-
 def report_throughput(
     args: argparse.Namespace, bare_rounds: list[Round], sdk_rounds: list[Round]
 ) -> None:
@@ -206,18 +166,9 @@ def report_throughput(
         f"\nThroughput: {args.messages:,} messages at concurrency {args.concurrency}, "
         f"best of {args.rounds} rounds each (all rounds: msg/s)"
     )
-    rows = [("client", "best msg/s", "median msg/s", "CPU µs/msg", "rounds")]
-    for name, rounds, chosen in (("bare aiohttp", bare_rounds, bare), ("SDK", sdk_rounds, sdk)):
-        rows.append(
-            (
-                name,
-                f"{chosen.rate:,.0f}",
-                f"{median_rate(rounds):,.0f}",
-                f"{chosen.cpu_us_per_message:.1f}",
-                " ".join(f"{r.rate:,.0f}" for r in rounds),
-            )
-        )
-    print_table(rows)
+    print_throughput_table(
+        [("bare aiohttp", bare_rounds), ("SDK", sdk_rounds)], rounds_header="rounds"
+    )
     met = "met" if ratio >= TARGET_RATIO else "NOT met"
     print(
         f"\n  ratio SDK/bare           {ratio:.3f}  (median rounds: {median_ratio:.3f}); "
@@ -232,13 +183,7 @@ def report_throughput(
 
 def report_sequential(sends: int, bare_us: list[float], sdk_us: list[float]) -> None:
     print(f"\nSequential: {sends:,} sends one at a time, per send (µs)")
-    rows = [("client", "median", "p10", "p90")]
-    for name, times in (("bare aiohttp", bare_us), ("SDK", sdk_us)):
-        deciles = statistics.quantiles(times, n=10)
-        rows.append(
-            (name, f"{statistics.median(times):.0f}", f"{deciles[0]:.0f}", f"{deciles[-1]:.0f}")
-        )
-    print_table(rows)
+    print_latency_table([("bare aiohttp", bare_us), ("SDK", sdk_us)])
     difference = statistics.median(sdk_us) - statistics.median(bare_us)
     ratio = statistics.median(bare_us) / statistics.median(sdk_us)
     print(f"\n  SDK - bare (medians)     {difference:.1f} µs;  throughput ratio {ratio:.3f}")
@@ -249,8 +194,7 @@ def report_sequential(sends: int, bare_us: list[float], sdk_us: list[float]) -> 
 
 async def main(args: argparse.Namespace) -> None:
     print(
-        f"bench_send: voipnumber {voipnumber_async.__version__}, aiohttp {aiohttp.__version__}, "
-        f"Python {platform.python_version()} ({sys.platform}), asyncio default loop; "
+        f"{banner('bench_send')}, asyncio default loop; "
         "client and sandbox share one process and one event loop"
     )
     async with Sandbox(record=False) as sandbox:
@@ -269,19 +213,13 @@ async def main(args: argparse.Namespace) -> None:
                 await timed_round(sandbox, send, args.warmup, args.concurrency, who)
 
             results: dict[str, list[Round]] = {"bare": [], "SDK": []}
-            for n in range(args.rounds):
-                order = ("bare", "SDK") if n % 2 == 0 else ("SDK", "bare")
+            for n, order in enumerate(rotations(args.rounds, ("bare", "SDK"))):
                 for who in order:
                     result = await timed_round(
                         sandbox, clients[who], args.messages, args.concurrency, who
                     )
                     results[who].append(result)
-                    print(
-                        f"  round {n + 1} {who:<4} {result.rate:>8,.0f} msg/s  "
-                        f"{result.cpu_us_per_message:6.1f} CPU µs/msg  "
-                        f"({result.wall_s:.2f} s)",
-                        flush=True,
-                    )
+                    print_round(n + 1, who, 4, result, busy=False)
             report_throughput(args, results["bare"], results["SDK"])
 
             if args.sequential:

@@ -31,107 +31,57 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
-import os
-import platform
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import aiohttp
+from _harness import (
+    HOST,
+    BenchmarkError,
+    Round,
+    banner,
+    best,
+    delta,
+    median_rate,
+    print_latency_table,
+    print_round,
+    print_starved,
+    print_throughput_table,
+    process_cpu_s,
+    rotations,
+    sandbox_process,
+)
 
-import voipnumber_async
 from voipnumber_async import AsyncVoipNumber
 from voipnumber_async._config import DEFAULT_MAX_CONNECTIONS
 from voipnumber_sync import VoipNumber
 
 TARGET_OVERHEAD_US = 150.0
 TARGET_RATIO = 0.8
-HOST = "127.0.0.1"
 ACCOUNT_ID = "demo-account"
 API_TOKEN = "demo-token"
 FROM = "+447445459147"
 TO = "+447483866525"
 TEXT = "Your order 12345 has shipped and will arrive on Thursday. Thank you for shopping!"
-#: Client and sandbox CPU together, in cores, below which a round is marked as starved.
-STARVED_CORES = 1.5
-#: How long the sandbox process may take to accept connections.
-STARTUP_TIMEOUT_S = 30.0
+#: The two clients, in the order of the first block and round.
+SIDES = ("async", "sync")
 
 
-class BenchmarkError(RuntimeError):
-    """The benchmark did not measure what it claims to (an error, a lost message)."""
-
-
-# --- the sandbox, in its own process ----------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def sandbox_process() -> Iterator[tuple[str, int]]:
-    """Run `voipnumber sandbox` in a child process; yield its base URL and pid."""
-    port = free_port()
-    # It logs every request at INFO to stderr: DEVNULL, so that no pipe ever fills.
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "voipnumber_async._cli",
-            "sandbox",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise BenchmarkError(
-                    f"the sandbox process exited with status {process.returncode} "
-                    f"before accepting connections on port {port}"
-                )
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise BenchmarkError(
-                        f"the sandbox did not accept connections within {STARTUP_TIMEOUT_S} s"
-                    ) from None
-                time.sleep(0.05)
-        yield f"http://{HOST}:{port}", process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def process_cpu_s(pid: int) -> float | None:
-    """The CPU time (user + system) of process `pid`, on Linux; else None."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
+def sandbox_command(port: int) -> list[str]:
+    """`voipnumber sandbox` on `port`: the sandbox as a user would run it."""
+    return [
+        sys.executable,
+        "-m",
+        "voipnumber_async._cli",
+        "sandbox",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
 
 
 # --- counting successes -----------------------------------------------------------------
@@ -161,43 +111,6 @@ class Tally:
 
 
 # --- measuring --------------------------------------------------------------------------
-
-
-class Round:
-    """One timed run of `messages` sends."""
-
-    def __init__(self, messages: int, wall_s: float, cpu_s: float) -> None:
-        self.messages = messages
-        self.wall_s = wall_s
-        self.cpu_s = cpu_s
-        #: The sandbox process's CPU time over the round, where the OS tells it.
-        self.server_cpu_s: float | None = None
-
-    @property
-    def rate(self) -> float:
-        return self.messages / self.wall_s
-
-    @property
-    def cpu_us_per_message(self) -> float:
-        return self.cpu_s / self.messages * 1e6
-
-    @property
-    def busy(self) -> str:
-        """How busy this process and the sandbox's were: "client% / sandbox%" of a core."""
-        server = "?" if self.server_cpu_s is None else f"{self.server_cpu_s / self.wall_s:.0%}"
-        return f"{self.cpu_s / self.wall_s:.0%} / {server}"
-
-    @property
-    def starved(self) -> bool:
-        """Whether the two processes together got less than `STARVED_CORES` of CPU.
-
-        Both are CPU-bound here, so on a machine with two idle cores they get nearly
-        two; much less means that something else had the CPU (a noisy VM host, say),
-        and the round measures that rather than the clients.
-        """
-        if self.server_cpu_s is None:
-            return False
-        return (self.cpu_s + self.server_cpu_s) / self.wall_s < STARVED_CORES
 
 
 class AsyncSide:
@@ -321,24 +234,6 @@ class SyncSide:
 # --- reporting --------------------------------------------------------------------------
 
 
-def best(rounds: list[Round]) -> Round:
-    return max(rounds, key=lambda r: r.rate)
-
-
-def median_rate(rounds: list[Round]) -> float:
-    return statistics.median(r.rate for r in rounds)
-
-
-def print_table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for n, row in enumerate(rows):
-        first, *rest = zip(row, widths, strict=True)
-        cells = [first[0].ljust(first[1])] + [cell.rjust(width) for cell, width in rest]
-        print("  " + "  ".join(cells))
-        if n == 0:
-            print("  " + "  ".join("-" * w for w in widths))
-
-
 def report_sequential(
     args: argparse.Namespace,
     async_us: list[float],
@@ -349,13 +244,7 @@ def report_sequential(
         f"\nSequential: {args.sequential:,} sends of each client one at a time "
         f"(after {args.warmup:,} warm-up), {args.blocks} blocks of each, alternating; per send (µs)"
     )
-    rows = [("client", "median", "p10", "p90")]
-    for name, times in (("async, awaited", async_us), ("sync facade", sync_us)):
-        deciles = statistics.quantiles(times, n=10)
-        rows.append(
-            (name, f"{statistics.median(times):.0f}", f"{deciles[0]:.0f}", f"{deciles[-1]:.0f}")
-        )
-    print_table(rows)
+    print_latency_table([("async, awaited", async_us), ("sync facade", sync_us)])
     overhead = statistics.median(sync_us) - statistics.median(async_us)
     met = "met" if overhead <= TARGET_OVERHEAD_US else "NOT met"
     print(
@@ -379,33 +268,18 @@ def report_throughput(
         f"\nThroughput: {args.messages:,} messages, async at concurrency {args.concurrency} vs "
         f"{args.concurrency} threads through one sync client, best of {args.rounds} rounds each"
     )
-    rows = [("client", "best msg/s", "median msg/s", "CPU µs/msg", "rounds (msg/s)")]
-    for name, rounds, chosen in (
-        (f"async, {args.concurrency} coroutines", async_rounds, async_best),
-        (f"sync, {args.concurrency} threads", sync_rounds, sync_best),
-    ):
-        rows.append(
-            (
-                name,
-                f"{chosen.rate:,.0f}",
-                f"{median_rate(rounds):,.0f}",
-                f"{chosen.cpu_us_per_message:.1f}",
-                " ".join(f"{r.rate:,.0f}" for r in rounds),
-            )
-        )
-    print_table(rows)
+    print_throughput_table(
+        [
+            (f"async, {args.concurrency} coroutines", async_rounds),
+            (f"sync, {args.concurrency} threads", sync_rounds),
+        ]
+    )
     met = "met" if ratio >= TARGET_RATIO else "NOT met"
     print(
         f"\n  ratio sync/async         {ratio:.3f}  (median rounds: {median_ratio:.3f}); "
         f"target >= {TARGET_RATIO:.2f}: {met}"
     )
-    starved = sum(r.starved for r in async_rounds + sync_rounds)
-    if starved:
-        print(
-            f"  (!) {starved} of {len(async_rounds) + len(sync_rounds)} rounds ran while client "
-            f"and sandbox together got under {STARVED_CORES} cores: the machine was busy with "
-            "something else; take these figures with care, or run again"
-        )
+    print_starved(async_rounds + sync_rounds)
     print(
         f"  CPU per send, sync - async "
         f"{sync_best.cpu_us_per_message - async_best.cpu_us_per_message:.1f} µs  "
@@ -414,12 +288,6 @@ def report_throughput(
 
 
 # --- main -------------------------------------------------------------------------------
-
-
-def alternate(blocks: int) -> Iterator[tuple[str, str]]:
-    """async, sync, sync, async, async, sync, ...: drift hits both clients alike."""
-    for n in range(blocks):
-        yield ("async", "sync") if n % 2 == 0 else ("sync", "async")
 
 
 def run_sequential(args: argparse.Namespace, async_side: AsyncSide, sync_side: SyncSide) -> None:
@@ -432,7 +300,7 @@ def run_sequential(args: argparse.Namespace, async_side: AsyncSide, sync_side: S
     times: dict[str, list[float]] = {"async": [], "sync": []}
     block_overheads = []  # sync - async, block medians, per adjacent pair of blocks
     per_block, extra = divmod(args.sequential, args.blocks)
-    for n, order in enumerate(alternate(args.blocks)):
+    for n, order in enumerate(rotations(args.blocks, SIDES)):
         block: dict[str, list[float]] = {}
         for who in order:
             gc.collect()
@@ -452,30 +320,22 @@ def run_throughput(
     for pool_round in sides.values():  # warm up: open the whole pool of connections
         pool_round(args.warmup_messages, args.concurrency)
     results: dict[str, list[Round]] = {"async": [], "sync": []}
-    for n, order in enumerate(alternate(args.rounds)):
+    for n, order in enumerate(rotations(args.rounds, SIDES)):
         for who in order:
             server0 = process_cpu_s(server_pid)
             result = sides[who](args.messages, args.concurrency)
-            server1 = process_cpu_s(server_pid)
-            if server0 is not None and server1 is not None:
-                result.server_cpu_s = server1 - server0
+            result.server_cpu_s = delta(server0, process_cpu_s(server_pid))
             results[who].append(result)
-            print(
-                f"  round {n + 1} {who:<5} {result.rate:>8,.0f} msg/s  "
-                f"{result.cpu_us_per_message:6.1f} CPU µs/msg  ({result.wall_s:.2f} s; "
-                f"CPU busy, client / sandbox: {result.busy}){' (!)' if result.starved else ''}",
-                flush=True,
-            )
+            print_round(n + 1, who, 5, result)
     report_throughput(args, results["async"], results["sync"])
 
 
 def main(args: argparse.Namespace) -> None:
     print(
-        f"bench_sync: voipnumber {voipnumber_async.__version__}, aiohttp {aiohttp.__version__}, "
-        f"Python {platform.python_version()} ({sys.platform}), asyncio default loop, "
+        f"{banner('bench_sync')}, asyncio default loop, "
         f"switch interval {sys.getswitchinterval() * 1e3:g} ms"
     )
-    with sandbox_process() as (base_url, pid):
+    with sandbox_process(sandbox_command) as (base_url, pid):
         print(f"  sandbox: `voipnumber sandbox` in process {pid} at {base_url}", flush=True)
         if args.sequential:
             async_side = AsyncSide(base_url, DEFAULT_MAX_CONNECTIONS)

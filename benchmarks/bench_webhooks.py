@@ -49,12 +49,8 @@ import cProfile
 import gc
 import json
 import os
-import platform
 import pstats
 import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,11 +59,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _harness
 import aiohttp
+from _harness import (
+    HOST,
+    BenchmarkError,
+    banner,
+    best,
+    delta,
+    free_port,
+    median_rate,
+    print_table,
+    process_cpu_s,
+    run_workers,
+    start_server,
+    stop_server,
+    wait_for_port,
+)
 from aiohttp import web
 from yarl import URL
 
-import voipnumber_async
 from voipnumber_async._wire import WEBHOOK_HEADERS
 from voipnumber_async.webhooks import (
     DEFAULT_WEBHOOK_PATH,
@@ -78,7 +89,6 @@ from voipnumber_async.webhooks import (
 
 TARGET_RATE = 5_000.0
 TARGET_RATIO = 0.7
-HOST = "127.0.0.1"
 SECRET = "bench-webhook-secret-0123456789"
 PATH = DEFAULT_WEBHOOK_PATH
 QUERY = f"?secret={SECRET}"
@@ -93,12 +103,6 @@ FIXTURES = (
 Deliveries = list[tuple[bytes, str]]
 #: Other processes busier than this (in cores) during a round make its figures suspect.
 QUIET_OTHER = 0.15
-#: How long a server process may take to accept connections.
-STARTUP_TIMEOUT_S = 30.0
-
-
-class BenchmarkError(RuntimeError):
-    """The benchmark did not measure what it claims to (an error, a duplicate)."""
 
 
 # --- the servers, each run in a process of its own (`--serve`) ---------------------------
@@ -135,12 +139,6 @@ def serve(variant: str, port: int, profile_to: str | None) -> None:
             profiler.dump_stats(profile_to)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 class Server:
     """One server variant running in a child process (this script with `--serve`)."""
 
@@ -151,57 +149,18 @@ class Server:
         command = [sys.executable, __file__, "--serve", variant, "--port", str(self.port)]
         if profile_to:
             command += ["--profile-to", profile_to]
-        # Nothing is logged per request; DEVNULL all the same, so that no pipe ever fills.
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.process = start_server(command)
         self.pid = self.process.pid
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if self.process.poll() is not None:
-                raise BenchmarkError(
-                    f"the {self.variant} server exited with status {self.process.returncode} "
-                    f"before accepting connections on port {self.port}"
-                )
-            try:
-                socket.create_connection((HOST, self.port), timeout=1).close()
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise BenchmarkError(
-                        f"the {self.variant} server did not accept connections "
-                        f"within {STARTUP_TIMEOUT_S} s"
-                    ) from None
-                time.sleep(0.05)
-            else:
-                return
+        wait_for_port(self.process, self.port, f"the {self.variant} server")
 
     def cpu_s(self) -> float | None:
         return process_cpu_s(self.pid)
 
     def stop(self) -> None:
         # SIGINT, which run_app turns into a clean shutdown (and a profile dump).
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def process_cpu_s(pid: int) -> float | None:
-    """The CPU time (user + system) of process `pid`, on Linux; else None."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
+        stop_server(self.process, signal.SIGINT, grace_s=10)
 
 
 def machine_busy_s() -> float | None:
@@ -262,8 +221,12 @@ def check_delivery_parses(body: bytes, mdr_id: str) -> None:
 # --- measuring --------------------------------------------------------------------------
 
 
-class Round:
-    """One timed run of `deliveries` posts to one server."""
+class Round(_harness.Round):
+    """One timed run of `deliveries` posts to one server (its `messages`).
+
+    `cpu_us_per_message` is the load generator's CPU per delivery, `server_us` the
+    server's; `busy` adds how busy every other process on the machine was.
+    """
 
     def __init__(
         self,
@@ -273,27 +236,15 @@ class Round:
         server_cpu_s: float | None,
         machine_s: float | None,
     ) -> None:
-        self.deliveries = deliveries
-        self.wall_s = wall_s
-        self.cpu_s = cpu_s
-        #: The server process's CPU time over the round, where the OS tells it.
-        self.server_cpu_s = server_cpu_s
+        super().__init__(deliveries, wall_s, cpu_s, server_cpu_s)
         #: The CPU time of every process on the machine over the round, where known.
         self.machine_s = machine_s
-
-    @property
-    def rate(self) -> float:
-        return self.deliveries / self.wall_s
-
-    @property
-    def client_us(self) -> float:
-        return self.cpu_s / self.deliveries * 1e6
 
     @property
     def server_us(self) -> float | None:
         if self.server_cpu_s is None:
             return None
-        return self.server_cpu_s / self.deliveries * 1e6
+        return self.server_cpu_s / self.messages * 1e6
 
     @property
     def client_busy(self) -> float:
@@ -339,14 +290,7 @@ class Load:
         """Post every delivery by `concurrency` workers pulling from one shared iterator."""
         pending = iter(deliveries)
         workers = min(self.concurrency, len(deliveries))
-        tasks = [
-            asyncio.ensure_future(self.worker(server, n, pending, who)) for n in range(workers)
-        ]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
+        await run_workers(self.worker(server, n, pending, who) for n in range(workers))
 
     async def worker(
         self, server: Server, n: int, pending: Iterator[tuple[bytes, str]], who: str
@@ -360,9 +304,13 @@ class Load:
         await self.post_all(server, deliveries, who)
         wall1, cpu1 = time.perf_counter(), time.process_time()
         server1, machine1 = server.cpu_s(), machine_busy_s()
-        server_cpu = None if server0 is None or server1 is None else server1 - server0
-        machine = None if machine0 is None or machine1 is None else machine1 - machine0
-        return Round(len(deliveries), wall1 - wall0, cpu1 - cpu0, server_cpu, machine)
+        return Round(
+            len(deliveries),
+            wall1 - wall0,
+            cpu1 - cpu0,
+            delta(server0, server1),
+            delta(machine0, machine1),
+        )
 
     async def aclose(self) -> None:
         return None
@@ -445,24 +393,6 @@ CLIENTS: dict[str, type[Load]] = {"aiohttp": AiohttpLoad, "raw": RawLoad}
 # --- reporting --------------------------------------------------------------------------
 
 
-def best(rounds: list[Round]) -> Round:
-    return max(rounds, key=lambda r: r.rate)
-
-
-def median_rate(rounds: list[Round]) -> float:
-    return statistics.median(r.rate for r in rounds)
-
-
-def print_table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for n, row in enumerate(rows):
-        first, *rest = zip(row, widths, strict=True)
-        cells = [first[0].ljust(first[1])] + [cell.rjust(width) for cell, width in rest]
-        print("  " + "  ".join(cells))
-        if n == 0:
-            print("  " + "  ".join("-" * w for w in widths))
-
-
 def fmt_us(value: float | None) -> str:
     return "?" if value is None else f"{value:.1f}"
 
@@ -509,7 +439,7 @@ def report(args: argparse.Namespace, results: dict[str, list[Round]]) -> None:
                 f"{chosen.rate:,.0f}",
                 f"{median_rate(results[variant]):,.0f}",
                 fmt_us(chosen.server_us),
-                f"{chosen.client_us:.1f}",
+                f"{chosen.cpu_us_per_message:.1f}",
                 chosen.busy,
                 " ".join(f"{r.rate:,.0f}" for r in results[variant]),
             )
@@ -583,8 +513,9 @@ async def measure(args: argparse.Namespace, running: dict[str, Server]) -> dict[
                 results[variant].append(result)
                 print(
                     f"  round {n + 1} {variant:<8} {result.rate:>8,.0f} deliveries/s  "
-                    f"server {fmt_us(result.server_us):>5} / client {result.client_us:5.1f} "
-                    f"CPU µs/delivery  busy {result.busy}  ({result.wall_s:.2f} s)",
+                    f"server {fmt_us(result.server_us):>5} / "
+                    f"client {result.cpu_us_per_message:5.1f} CPU µs/delivery  "
+                    f"busy {result.busy}  ({result.wall_s:.2f} s)",
                     flush=True,
                 )
     finally:
@@ -594,10 +525,9 @@ async def measure(args: argparse.Namespace, running: dict[str, Server]) -> dict[
 
 def main(args: argparse.Namespace) -> None:
     print(
-        f"bench_webhooks: voipnumber {voipnumber_async.__version__}, aiohttp "
-        f"{aiohttp.__version__}, Python {platform.python_version()} ({sys.platform}), "
-        f"{os.cpu_count()} CPUs, asyncio default loop; each server in its own process, "
-        f"the load generator ({CLIENTS[args.client].name}) in this one"
+        f"{banner('bench_webhooks')}, {os.cpu_count()} CPUs, asyncio default loop; "
+        f"each server in its own process, the load generator ({CLIENTS[args.client].name}) "
+        "in this one"
     )
     with tempfile.TemporaryDirectory() as profile_dir:
         with servers(args.profile_server, profile_dir) as running:
