@@ -303,3 +303,21 @@ def print_starved(rounds: Sequence[Round]) -> None:
             f"got under {STARVED_CORES} cores: the machine was busy with something else; take "
             "these figures with care, or run again"
         )
+
+
+def report_ratio(label: str, ours: list[Round], theirs: list[Round], target: float) -> None:
+    """Best against best, and the median of the rounds' own ratios.
+
+    Round n of each client ran back to back with the others' round n, so its ratio
+    compares them on the machine as it was then: on a host whose speed drifts, the
+    median of those paired ratios is the steadier figure, and the one held to target.
+    """
+    best_ratio = best(ours).rate / best(theirs).rate
+    paired = [a.rate / b.rate for a, b in zip(ours, theirs, strict=True)]
+    ratio = statistics.median(paired)
+    met = "met" if ratio >= target else "NOT met"
+    print(
+        f"  {label:<24} {ratio:.3f}  median of the rounds' ratios "
+        f"({' '.join(f'{r:.3f}' for r in paired)}); best/best {best_ratio:.3f}; "
+        f"target >= {target:.2f}: {met}"
+    )

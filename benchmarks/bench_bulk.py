@@ -49,7 +49,6 @@ import gc
 import json
 import os
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,6 +72,7 @@ from _harness import (
     print_table,
     print_throughput_table,
     process_cpu_s,
+    report_ratio,
     rotations,
     run_workers,
     sandbox_process,
@@ -392,24 +392,6 @@ def run_memory(args: argparse.Namespace, base_url: str, server_pid: int) -> None
 
 def mib(value: float) -> str:
     return f"{value / MIB:.1f} MiB"
-
-
-def report_ratio(label: str, ours: list[Round], theirs: list[Round], target: float) -> None:
-    """Best against best, and the median of the rounds' own ratios.
-
-    Round n of each client ran back to back with the others' round n, so its ratio
-    compares them on the machine as it was then: on a host whose speed drifts, the
-    median of those paired ratios is the steadier figure, and the one held to target.
-    """
-    best_ratio = best(ours).rate / best(theirs).rate
-    paired = [a.rate / b.rate for a, b in zip(ours, theirs, strict=True)]
-    ratio = statistics.median(paired)
-    met = "met" if ratio >= target else "NOT met"
-    print(
-        f"  {label:<24} {ratio:.3f}  median of the rounds' ratios "
-        f"({' '.join(f'{r:.3f}' for r in paired)}); best/best {best_ratio:.3f}; "
-        f"target >= {target:.2f}: {met}"
-    )
 
 
 def report_throughput(args: argparse.Namespace, results: dict[str, list[Round]]) -> None:
