@@ -13,6 +13,7 @@ from _support import FAST_RETRIES, FROM, TO
 
 from voipnumber_async import (
     AsyncVoipNumber,
+    ClientClosedError,
     OutcomeUnknownError,
     RateLimitError,
     RetryEvent,
@@ -284,8 +285,58 @@ async def test_a_429_pauses_every_request_of_the_client_and_its_copies(
 
     other_at = next(r.received_at for r in sandbox.requests if b'"other"' in r.body)
     assert other_at >= limited_at + 1 - 0.05  # waited out the other request's Retry-After
-    assert [r.status for r in sandbox.requests].count(429) == 1
     assert sorted(m.body for m in sandbox.messages) == ["limited", "other"]
+
+
+async def test_a_call_whose_policy_would_not_wait_that_long_is_refused_unsent(
+    client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    sandbox.inject(Fault.rate_limited(retry_after=2))
+    limited_send = asyncio.create_task(client.sms.send(FROM, TO, "limited"))
+    await first_429(sandbox)
+    impatient = client.with_options(retry=RetryPolicy(max_retry_after=1))
+    started = time.monotonic()
+
+    with pytest.raises(RateLimitError, match="paused") as caught:
+        await impatient.sms.send(FROM, TO, "impatient")
+
+    assert time.monotonic() - started < 0.5
+    assert caught.value.retry_after is not None and 1 < caught.value.retry_after <= 2
+    assert caught.value.may_have_been_sent is False
+    await limited_send
+    assert sorted(m.body for m in sandbox.messages) == ["limited"]
+    assert not any(b'"impatient"' in r.body for r in sandbox.requests)
+
+
+async def test_a_429_that_is_raised_pauses_nothing(sandbox: Sandbox) -> None:
+    sandbox.inject(Fault.rate_limited(retry_after=1))
+    async with AsyncVoipNumber(**sandbox.client_settings(), max_retries=0) as client:
+        with pytest.raises(RateLimitError):
+            await client.sms.send(FROM, TO, "limited")
+        started = time.monotonic()
+
+        await client.sms.send(FROM, TO, "other")
+
+    assert time.monotonic() - started < 0.5
+
+
+async def test_closing_the_client_during_a_pause_sends_nothing_more(
+    client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    sandbox.inject(Fault.rate_limited(retry_after=1))
+    limited_send = asyncio.create_task(client.sms.send(FROM, TO, "limited"))
+    await first_429(sandbox)
+    waiting = asyncio.create_task(client.sms.send(FROM, TO, "waiting"))
+    await asyncio.sleep(0.1)
+
+    await client.aclose()
+
+    for task in (limited_send, waiting):
+        with pytest.raises(ClientClosedError):
+            await task
+    await asyncio.sleep(1.1)
+    assert sandbox.messages == []
+    assert len(sandbox.requests) == 1  # the 429, nothing after
 
 
 async def test_a_retry_after_beyond_the_cap_is_raised_and_pauses_nothing(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -26,6 +27,7 @@ from ._config import (
 )
 from ._errors import ClientClosedError, ConfigurationError, RateLimitError, VoipNumberError
 from ._models import SentMessage
+from ._rate import RateLimitPause
 from ._retry import RetryPolicy, retry_after_failure
 from ._transport import Transport, client_timeout
 from ._validation import check_body, check_idempotency_key, check_number
@@ -307,6 +309,7 @@ class AsyncVoipNumber:
                 "inside its `with` / `async with` block"
             )
         attempts = 0
+        started = time.monotonic()
         pause = self._transport.pause
 
         async def attempt() -> SentMessage:
@@ -319,31 +322,27 @@ class AsyncVoipNumber:
                     attempts,
                     idempotency_key,
                 )
+            if pause.until:
+                await _wait_out_pause_for(self._retry, pause, started)
             if hooks is not None:
                 await hooks.before_attempt()
-            if pause.until:
-                await pause.wait()
             try:
                 answer = await self._transport.post(
                     self._send_url, payload, self._headers(idempotency_key), self._aiohttp_timeout
                 )
                 return decode_send_answer(answer)
             except VoipNumberError as error:
-                # A Retry-After this client would wait out pauses every request of the
-                # client, not just this one. One it would not (beyond the policy's cap,
-                # or no retries) is raised, and pauses nothing.
-                if (
-                    isinstance(error, RateLimitError)
-                    and error.retry_after is not None
-                    and self._retry.max_retries
-                    and self._retry.should_retry(error)
-                ):
-                    pause.extend(error.retry_after)
                 if hooks is not None:
                     hooks.after_error(error)
                 raise
 
-        started = time.monotonic()
+        def before_retry(error: VoipNumberError, wait: float) -> None:
+            # This request waits out a 429's Retry-After, so the whole client does: the
+            # other requests would only be refused too. (One raised instead pauses
+            # nothing: that caller decides when to try again.)
+            if isinstance(error, RateLimitError) and error.retry_after is not None:
+                pause.extend(wait)
+
         try:
             try:
                 message = await attempt()
@@ -357,6 +356,7 @@ class AsyncVoipNumber:
                     started=started,
                     idempotency_key=idempotency_key,
                     attempts_made=lambda: attempts,
+                    before_retry=before_retry,
                 )
         except VoipNumberError as error:
             error.attempts = attempts
@@ -372,6 +372,28 @@ class AsyncVoipNumber:
                 (time.monotonic() - started) * 1000,
             )
         return message
+
+
+async def _wait_out_pause_for(policy: RetryPolicy, pause: RateLimitPause, started: float) -> None:
+    """Wait until the client's 429 pause is over, as far as `policy` would wait for it.
+
+    A pause longer than the policy would wait for a `Retry-After` (`max_retry_after`,
+    or past its `deadline`) is raised at once as a `RateLimitError`, and nothing sent.
+    """
+    while (remaining := pause.remaining()) > 0:
+        elapsed = time.monotonic() - started
+        if remaining > policy.max_retry_after or (
+            policy.deadline is not None and elapsed + remaining > policy.deadline
+        ):
+            raise RateLimitError(
+                f"the client is paused for another {remaining:.1f}s after the service "
+                "answered 429 (Retry-After) to another of its requests, longer than this "
+                f"call's RetryPolicy waits (max_retry_after={policy.max_retry_after}, "
+                f"deadline={policy.deadline}); nothing was sent. Try again later",
+                retry_after=remaining,
+                http_status=429,
+            )
+        await asyncio.sleep(remaining)  # and look again: the pause may have grown
 
 
 def _with_max_retries(policy: RetryPolicy, max_retries: int) -> RetryPolicy:

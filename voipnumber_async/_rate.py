@@ -26,35 +26,24 @@ class RateLimitPause:
     """The pause a 429 puts on a whole client: every request waits until it is over.
 
     One per connection pool, so shared by a client and its `with_options()` copies:
-    when the service says "too many requests, retry after N seconds" to one request,
-    the others do not go and hear the same thing.
+    when the service says "too many requests, retry after N seconds" to a request that
+    is going to wait and retry, the others do not go and hear the same thing.
     """
 
-    __slots__ = ("_clock", "_sleep", "until")
+    __slots__ = ("_clock", "until")
 
-    def __init__(
-        self,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._sleep = sleep
         #: The `clock()` time the pause ends; 0 if there never was one.
         self.until = 0.0
 
-    def extend(self, retry_after: float | None) -> None:
-        """A 429 said to wait `retry_after` seconds (None: a default pause) from now."""
-        until = self._clock() + (DEFAULT_PAUSE_S if retry_after is None else retry_after)
-        self.until = max(self.until, until)
+    def extend(self, seconds: float) -> None:
+        """Pause until `seconds` from now, unless already paused for longer."""
+        self.until = max(self.until, self._clock() + seconds)
 
-    async def wait(self) -> None:
-        """Return once no pause is in force (at once when none is)."""
-        while self.until:
-            delay = self.until - self._clock()
-            if delay <= 0:
-                return
-            await self._sleep(delay)  # and look again: the pause may have been extended
+    def remaining(self) -> float:
+        """Seconds until the pause is over; 0 or less when none is in force."""
+        return self.until - self._clock() if self.until else 0.0
 
 
 class RateLimiter:

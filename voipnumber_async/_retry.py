@@ -153,12 +153,14 @@ async def retry_after_failure(
     started: float,
     idempotency_key: str,
     attempts_made: Callable[[], int],
+    before_retry: Callable[[VoipNumberError, float], None] | None = None,
 ) -> T:
     """Retry `attempt` under `policy`, `first_error` having ended the first attempt.
 
     Returns the first success, or raises the last error. `started` is the monotonic
     time the first attempt began; `attempts_made` counts the requests made so far, for
-    the log lines.
+    the log lines. `before_retry(error, wait)` is told of each retry the policy decided
+    on, before its wait.
     """
     replay: list[VoipNumberError] = [first_error]
 
@@ -172,6 +174,8 @@ async def retry_after_failure(
         error = outcome.exception() if outcome is not None else None
         assert isinstance(error, VoipNumberError)
         wait = retry_state.upcoming_sleep
+        if before_retry is not None:
+            before_retry(error, wait)
         logger.info(
             "retrying in %.3fs after attempt %d of %d failed: %s: %s (idempotency_key=%s)",
             wait,

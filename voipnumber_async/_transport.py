@@ -18,7 +18,12 @@ from collections.abc import Mapping
 import aiohttp
 
 from ._config import Timeout
-from ._errors import APIConnectionError, OutcomeUnknownError, VoipNumberError
+from ._errors import (
+    APIConnectionError,
+    ClientClosedError,
+    OutcomeUnknownError,
+    VoipNumberError,
+)
 from ._rate import RateLimitPause
 from ._wire import Answer
 
@@ -60,6 +65,13 @@ class Transport:
         return self._session is not None and not self._session.closed
 
     def _get_session(self) -> aiohttp.ClientSession:
+        if self.closed:
+            # A request that waited (a pause, a retry) while the client was closed: it
+            # must not open a new session that nothing would close.
+            raise ClientClosedError(
+                "this voipnumber client was closed while the request waited to be sent; "
+                "nothing was sent"
+            )
         if self._session is None:
             self._loop = asyncio.get_running_loop()
             self._session = aiohttp.ClientSession(
