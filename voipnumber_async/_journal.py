@@ -119,9 +119,14 @@ def sent_row(position: int, sent: dict[str, Any], body: str) -> RecordRow:
     other = {key: value for key, value in sent.items() if key not in _SENT_COLUMNS}
     if other.get("body") == body:
         del other["body"]
+    timestamp_s = sent.get("timestamp_s")
+    if type(timestamp_s) is not int or not _INT64_MIN <= timestamp_s <= _INT64_MAX:
+        # Not an INTEGER to SQLite (JSON would make it a REAL): kept exactly as JSON.
+        other["timestamp_s"], timestamp_s = timestamp_s, None
     return (
-        position, "sent", sent.get("id"), sent.get("status"), sent.get("timestamp_s"),
-        sent.get("created"), json.dumps(other) if other else None, None, None, None,
+        position, "sent", _storable(sent.get("id")), _storable(sent.get("status")),
+        timestamp_s, _storable(sent.get("created")), json.dumps(other) if other else None,
+        None, None, None,
     )  # fmt: skip
 
 
@@ -133,7 +138,30 @@ def outcome_row(
     error_message: str | None = None,
 ) -> RecordRow:
     """The row of a message not sent (or whose outcome is unknown)."""
-    return (position, outcome, None, None, None, None, None, error_class, error_code, error_message)
+    return (
+        position, outcome, None, None, None, None, None,
+        _storable(error_class), _storable(error_code), _storable(error_message),
+    )  # fmt: skip
+
+
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+
+
+def _storable(value: Any) -> Any:
+    """`value`, with what SQLite's JSON functions would not keep escaped.
+
+    They end a text at a NUL, and write a lone surrogate as bytes that are not UTF-8,
+    which no later read could decode. (Text from the service or an exception may hold
+    either; both ways of writing store the same escaped text.)
+    """
+    if not isinstance(value, str):
+        return value
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
+    if not value.isascii():
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def content_hash(from_: str, to: str, body: str, idempotency_key: str | None) -> str:
@@ -185,7 +213,11 @@ class Journal:
     async def open(cls, path: str | os.PathLike[str], *, batched: bool | None = None) -> Journal:
         """Open (or create) the journal at `path`."""
         journal = cls(path, batched=batched)
-        await journal._run(journal._open)
+        try:
+            await journal._run(journal._open)
+        except BaseException:
+            journal._executor.shutdown(wait=False)
+            raise
         return journal
 
     def _submit(self, function: Any, *args: Any) -> asyncio.Future[Any]:
@@ -198,31 +230,40 @@ class Journal:
         return await self._submit(function, *args)
 
     def _open(self) -> None:
+        db: sqlite3.Connection | None = None
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            # Committed transactions survive the process being killed; only a power cut
-            # could lose the last ones, as with any WAL database at NORMAL.
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        except sqlite3.DatabaseError as error:
-            raise ConfigurationError(
-                f"cannot use {self.path!r} as a journal: {error}", field="journal"
-            ) from None
+            self._prepare(db)
+        except BaseException as error:
+            if db is not None:
+                db.close()
+            if isinstance(error, sqlite3.DatabaseError):
+                raise ConfigurationError(
+                    f"cannot use {self.path!r} as a journal: {error}", field="journal"
+                ) from None
+            raise
+        self._db = db
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA journal_mode=WAL")
+        # Committed transactions survive the process being killed; only a power cut
+        # could lose the last ones, as with any WAL database at NORMAL.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         if version is None:
             db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             db.execute("INSERT INTO meta VALUES ('created_at', ?)", (str(time.time()),))
         elif version[0] != str(SCHEMA_VERSION):
-            db.close()
             raise ConfigurationError(
-                f"{self.path!r} is a journal of another version ({version[0]}); use a new file",
+                f"{self.path!r} is a journal of another version of voipnumber (schema "
+                f"{version[0]}, this one writes {SCHEMA_VERSION}); resume it with the "
+                "version that wrote it, or start over with a new file",
                 field="journal",
             )
         if self.batched is None:
             self.batched = writes_batches(db)
         (self.last_position,) = db.execute("SELECT max(position) FROM messages").fetchone()
-        self._db = db
 
     async def entries(self, first: int, last: int) -> dict[int, JournalEntry]:
         """The rows of positions `first` to `last`, inclusive."""
