@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import subprocess
@@ -199,6 +200,24 @@ async def test_a_body_streamed_past_the_cap_is_cut_off_with_413(receiver: Receiv
         session.post(receiver.url(), data=chunks(), headers=HEADERS) as answer,
     ):
         assert answer.status == 413
+
+
+async def test_a_compressed_body_is_held_to_the_cap_once_inflated(receiver: Receiver) -> None:
+    bomb = gzip.compress(b" " * (10 * 1024 * 1024))  # ~10 KiB on the wire, 10 MiB inflated
+
+    status, answer = await post(receiver.url(), bomb, {**HEADERS, "Content-Encoding": "gzip"})
+
+    assert (status, answer["error"]) == (413, "payload_too_large")
+    assert receiver.handled == []
+
+
+async def test_a_compressed_delivery_within_the_cap_is_received(receiver: Receiver) -> None:
+    status, answer = await post(
+        receiver.url(), gzip.compress(SMS), {**HEADERS, "Content-Encoding": "gzip"}
+    )
+
+    assert (status, answer["status"]) == (200, "accepted")
+    assert [m.mdr_id for m in receiver.handled] == [answer["mdr_id"]]
 
 
 async def test_a_store_of_your_own_decides_what_is_a_duplicate() -> None:

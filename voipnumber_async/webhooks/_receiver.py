@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from .._config import LOGGER_NAME
 from .._errors import PayloadTooLargeError, WebhookError
@@ -146,12 +146,13 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytes:
             raise PayloadTooLargeError(
                 f"the delivery is {length} bytes, over the limit of {max_bytes}"
             )
-        # A body of known length within both limits: read whole, the cheapest way. (The
-        # parser holds the body to its Content-Length, so no more can come.)
-        if length <= request.client_max_size or not request.client_max_size:
+        # A body of known length within both limits, as sent: read whole, the cheapest
+        # way. (The parser holds the body to its Content-Length, so no more can come.)
+        # A compressed one is not: `read` would inflate all of it before any check.
+        if length <= request.client_max_size and hdrs.CONTENT_ENCODING not in request.headers:
             return await request.read()
-    # No length (a chunked body), or one over the app's `client_max_size` (which
-    # `request.read` enforces): read in chunks, cut off as soon as it is over the cap.
+    # No length (a chunked body), a compressed one, or one over the app's
+    # `client_max_size`: read in chunks, cut off as soon as it is over the cap.
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(_READ_CHUNK):
