@@ -37,7 +37,7 @@ send, and the journal must hold every message as sent, or the benchmark raises: 
 benchmark that silently measures errors is worthless. It prints figures and asserts
 nothing about time.
 
-    python benchmarks/bench_bulk.py [--messages 100000] [--rounds 3] [--memory-messages 1000000]
+    python benchmarks/bench_bulk.py [--messages 100000] [--rounds 5] [--memory-messages 1000000]
 """
 
 from __future__ import annotations
@@ -531,7 +531,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--messages", type=int, default=100_000, help="messages per throughput round (0: skip)"
     )
     parser.add_argument("--concurrency", type=int, default=100, help="workers (and connections)")
-    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds of each client")
+    parser.add_argument("--rounds", type=int, default=5, help="throughput rounds of each client")
     parser.add_argument("--warmup", type=int, default=2_000, help="untimed messages of each first")
     parser.add_argument("--no-journal", action="store_true", help="skip the journal variant")
     parser.add_argument(
