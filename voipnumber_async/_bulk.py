@@ -388,25 +388,43 @@ class AsyncSendMany:
         self._results.put_nowait(_END)
 
     async def _produce(self) -> None:
+        if self._journal is None:
+            await self._produce_each()
+        else:
+            await self._produce_reserved(self._journal)
+        for _ in self._workers:
+            await self._queue.put(None)
+
+    async def _produce_each(self) -> None:
+        # Without a journal, each message is queued as soon as it is read and checked.
+        window, queue, index = self._window, self._queue, 0
+        async for value in _aiter(self._messages):
+            await window.acquire()
+            message = OutgoingMessage.coerce(value)
+            job = self._job(index, message, message.idempotency_key or new_idempotency_key())
+            index += 1
+            if job is not None:
+                await queue.put(job)
+
+    async def _produce_reserved(self, journal: Journal) -> None:
         index = 0
         batch: list[tuple[int, OutgoingMessage]] = []
         # Batches whose reservation is being committed, their jobs waiting for it: the
         # journal's thread writes these while the workers take from the queue, so the
         # queue does not run dry for the length of a commit.
-        reserving: deque[tuple[Awaitable[None] | None, list[_Job]]] = deque()
-        ahead = _RESERVE_AHEAD if self._journal is not None else 0
+        reserving: deque[tuple[Awaitable[None], list[_Job]]] = deque()
         try:
             async for value in _aiter(self._messages):
                 await self._window.acquire()
                 batch.append((index, OutgoingMessage.coerce(value)))
                 index += 1
-                if self._journal is None or len(batch) >= _RESERVE_BATCH:
-                    reserving.append(await self._reserve(batch))
+                if len(batch) >= _RESERVE_BATCH:
+                    reserving.append(await self._reserve(journal, batch))
                     batch = []
-                    if len(reserving) > ahead:
+                    if len(reserving) > _RESERVE_AHEAD:
                         await self._queue_jobs(*reserving.popleft())
             if batch:
-                reserving.append(await self._reserve(batch))
+                reserving.append(await self._reserve(journal, batch))
             while reserving:
                 await self._queue_jobs(*reserving.popleft())
         finally:
@@ -415,24 +433,30 @@ class AsyncSendMany:
             for reservation, _ in reserving:
                 if isinstance(reservation, asyncio.Future):
                     reservation.add_done_callback(_retrieve)
-        for _ in self._workers:
-            await self._queue.put(None)
 
-    async def _queue_jobs(self, reservation: Awaitable[None] | None, jobs: list[_Job]) -> None:
-        if reservation is not None:
-            await reservation  # committed before anything is sent
+    async def _queue_jobs(self, reservation: Awaitable[None], jobs: list[_Job]) -> None:
+        await reservation  # committed before anything is sent
         for job in jobs:
             await self._queue.put(job)
 
+    def _job(self, index: int, message: OutgoingMessage, key: str) -> _Job | None:
+        """The job that sends `message`; None if it is invalid (its result is delivered)."""
+        try:
+            payload = _payload(message)
+        except InvalidRequestError as error:
+            self._deliver(
+                SendResult(index=index, message=message, error=error, idempotency_key=key)
+            )
+            return None
+        return _Job(index, message, key, payload)
+
     async def _reserve(
-        self, batch: list[tuple[int, OutgoingMessage]]
-    ) -> tuple[Awaitable[None] | None, list[_Job]]:
+        self, journal: Journal, batch: list[tuple[int, OutgoingMessage]]
+    ) -> tuple[Awaitable[None], list[_Job]]:
         """Validate, consult and reserve in the journal: the jobs, once it is committed."""
         entries = {}
-        journal = self._journal
         # Only an earlier run's positions have entries: a fresh journal is never read.
-        last = journal.last_position if journal is not None else None
-        if journal is not None and last is not None and batch[0][0] <= last:
+        if journal.last_position is not None and batch[0][0] <= journal.last_position:
             entries = await journal.entries(batch[0][0], batch[-1][0])
         reserve: list[tuple[int, str, str]] = []
         jobs: list[_Job] = []
@@ -451,22 +475,14 @@ class AsyncSendMany:
             )
             if entry is not None and self._from_journal(index, message, entry):
                 continue
-            try:
-                payload = _payload(message)
-            except InvalidRequestError as error:
-                self._deliver(
-                    SendResult(index=index, message=message, error=error, idempotency_key=key)
-                )
-                reserve.append((index, digest, key))
-                continue
-            reserve.append((index, digest, key))
-            jobs.append(_Job(index, message, key, payload))
+            reserve.append((index, digest, key))  # an invalid one too: its failure is recorded
+            job = self._job(index, message, key)
+            if job is not None:
+                jobs.append(job)
         # Outstanding from the moment the reservation is submitted: a stop before these
         # are queued must still record them (the write itself completes) as unsent.
         self._outstanding.update(job.index for job in jobs)
-        if self._journal is None:
-            return None, jobs
-        return self._journal.reserve(reserve), jobs
+        return journal.reserve(reserve), jobs
 
     def _from_journal(self, index: int, message: OutgoingMessage, entry: JournalEntry) -> bool:
         """Yield what an earlier run decided for `index`; `False` if it must be sent."""
@@ -590,9 +606,9 @@ class _Hooks:
         self._limiter = limiter
         self._summary = summary
 
-    async def before_attempt(self) -> None:
+    def before_attempt(self) -> Awaitable[None] | None:
         self._summary.attempts += 1
-        await self._limiter.acquire()
+        return self._limiter.take_slot()
 
     def after_error(self, error: VoipNumberError) -> None:
         if isinstance(error, RateLimitError):

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Iterable
 from types import TracebackType
 from typing import Final, NoReturn, Protocol
 
@@ -48,8 +48,8 @@ logger = logging.getLogger(LOGGER_NAME)
 class AttemptHooks(Protocol):
     """Told of every attempt of a send: how a bulk run paces requests and sees 429s."""
 
-    async def before_attempt(self) -> None:
-        """Called (and awaited) before each request is made."""
+    def before_attempt(self) -> Awaitable[None] | None:
+        """Called before each request is made: what to await first, if anything."""
 
     def after_error(self, error: VoipNumberError) -> None:
         """Called with the error that ended an attempt."""
@@ -324,8 +324,8 @@ class AsyncVoipNumber:
                 )
             if pause.until:
                 await _wait_out_pause_for(self._retry, pause, started)
-            if hooks is not None:
-                await hooks.before_attempt()
+            if hooks is not None and (wait := hooks.before_attempt()) is not None:
+                await wait
             try:
                 answer = await self._transport.post(
                     self._send_url, payload, self._headers(idempotency_key), self._aiohttp_timeout
@@ -336,19 +336,20 @@ class AsyncVoipNumber:
                     hooks.after_error(error)
                 raise
 
-        def before_retry(error: VoipNumberError, wait: float) -> None:
-            # This request waits out a 429's Retry-After, so the whole client does: the
-            # other requests would only be refused too. (One raised instead pauses
-            # nothing: that caller decides when to try again.)
-            if isinstance(error, RateLimitError) and error.retry_after is not None:
-                pause.extend(wait)
-
         try:
             try:
                 message = await attempt()
             except VoipNumberError as error:
                 if self._retry.max_retries == 0 or not self._retry.should_retry(error):
                     raise
+
+                def before_retry(error: VoipNumberError, wait: float) -> None:
+                    # This request waits out a 429's Retry-After, so the whole client
+                    # does: the others would only be refused too. (One raised instead
+                    # pauses nothing: that caller decides when to try again.)
+                    if isinstance(error, RateLimitError) and error.retry_after is not None:
+                        pause.extend(wait)
+
                 message = await retry_after_failure(
                     attempt,
                     error,

@@ -84,20 +84,29 @@ class RateLimiter:
 
     async def acquire(self) -> None:
         """Wait for this attempt's slot."""
+        wait = self.take_slot()
+        if wait is not None:
+            await wait
+
+    def take_slot(self) -> Awaitable[None] | None:
+        """Take this attempt's slot: the wait for it to come, or None if it is now.
+
+        (No coroutine is made for an attempt that need not wait: with no limit, that is
+        almost every one.)
+        """
         now = self._clock()
         self._measure(now)
         rate = self.rate
         if rate is None:
             if self._paused_until <= now:
-                return
+                return None
             slot = self._paused_until
         else:
             if rate < (self.target or float("inf")) and now - self._recovered_at >= 1:
                 rate = self._recover(now)
             slot = max(now, self._next_slot, self._paused_until)
             self._next_slot = slot + 1 / rate
-        if slot > now:
-            await self._sleep(slot - now)
+        return self._sleep(slot - now) if slot > now else None
 
     def rate_limited(self, retry_after: float | None) -> None:
         """A request was answered 429: pause everyone, then slow down."""
