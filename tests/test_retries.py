@@ -18,6 +18,7 @@ from voipnumber_async import (
     RateLimitError,
     RetryEvent,
     RetryPolicy,
+    SentMessage,
     ServiceUnavailableError,
 )
 from voipnumber_async.sandbox import Fault, Sandbox
@@ -264,6 +265,15 @@ async def test_an_on_retry_hook_that_raises_does_not_change_the_outcome(
     assert "on_retry raised" in caplog.text
 
 
+async def pause_the_client(
+    client: AsyncVoipNumber, sandbox: Sandbox, retry_after: float
+) -> tuple[asyncio.Task[SentMessage], float]:
+    """Send "limited" into a 429 the client waits out: its task, and when the 429 came."""
+    sandbox.inject(Fault.rate_limited(retry_after=retry_after))
+    limited_send = asyncio.create_task(client.sms.send(FROM, TO, "limited"))
+    return limited_send, await first_429(sandbox)
+
+
 async def first_429(sandbox: Sandbox) -> float:
     """When the sandbox answered its first 429 (waits for it)."""
     while True:
@@ -276,9 +286,7 @@ async def first_429(sandbox: Sandbox) -> float:
 async def test_a_429_pauses_every_request_of_the_client_and_its_copies(
     client: AsyncVoipNumber, sandbox: Sandbox
 ) -> None:
-    sandbox.inject(Fault.rate_limited(retry_after=1))
-    limited_send = asyncio.create_task(client.sms.send(FROM, TO, "limited"))
-    limited_at = await first_429(sandbox)
+    limited_send, limited_at = await pause_the_client(client, sandbox, retry_after=1)
 
     await client.with_options(timeout=10).sms.send(FROM, TO, "other")
     await limited_send
@@ -291,9 +299,7 @@ async def test_a_429_pauses_every_request_of_the_client_and_its_copies(
 async def test_a_call_whose_policy_would_not_wait_that_long_is_refused_unsent(
     client: AsyncVoipNumber, sandbox: Sandbox
 ) -> None:
-    sandbox.inject(Fault.rate_limited(retry_after=2))
-    limited_send = asyncio.create_task(client.sms.send(FROM, TO, "limited"))
-    await first_429(sandbox)
+    limited_send, _ = await pause_the_client(client, sandbox, retry_after=2)
     impatient = client.with_options(retry=RetryPolicy(max_retry_after=1))
     started = time.monotonic()
 
@@ -323,9 +329,7 @@ async def test_a_429_that_is_raised_pauses_nothing(sandbox: Sandbox) -> None:
 async def test_closing_the_client_during_a_pause_sends_nothing_more(
     client: AsyncVoipNumber, sandbox: Sandbox
 ) -> None:
-    sandbox.inject(Fault.rate_limited(retry_after=1))
-    limited_send = asyncio.create_task(client.sms.send(FROM, TO, "limited"))
-    await first_429(sandbox)
+    limited_send, _ = await pause_the_client(client, sandbox, retry_after=1)
     waiting = asyncio.create_task(client.sms.send(FROM, TO, "waiting"))
     await asyncio.sleep(0.1)
 
