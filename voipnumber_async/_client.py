@@ -314,6 +314,10 @@ class AsyncVoipNumber:
 
         async def attempt() -> SentMessage:
             nonlocal attempts
+            if pause.until:
+                await _wait_out_pause_for(self._retry, pause, started)
+            if hooks is not None and (wait := hooks.before_attempt()) is not None:
+                await wait
             attempts += 1
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
@@ -322,10 +326,6 @@ class AsyncVoipNumber:
                     attempts,
                     idempotency_key,
                 )
-            if pause.until:
-                await _wait_out_pause_for(self._retry, pause, started)
-            if hooks is not None and (wait := hooks.before_attempt()) is not None:
-                await wait
             try:
                 answer = await self._transport.post(
                     self._send_url, payload, self._headers(idempotency_key), self._aiohttp_timeout
