@@ -65,7 +65,15 @@ def test_invalid_input_exits_3_and_names_the_field() -> None:
     result = voipnumber("send", "--sandbox", FROM, "0748 3866525", "x")
 
     assert result.returncode == 3
-    assert "to must be an E.164 number" in result.stderr
+    assert "TO must be an E.164 number" in result.stderr  # the name the user typed
+
+
+def test_an_invalid_sender_is_named_as_typed_not_as_the_python_parameter() -> None:
+    result = voipnumber("send", "--sandbox", "07445459147", TO, "x")
+
+    assert result.returncode == 3
+    assert "FROM must be an E.164 number" in result.stderr
+    assert "from_" not in result.stderr
 
 
 def test_missing_credentials_say_which_variable_to_set() -> None:

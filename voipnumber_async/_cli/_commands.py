@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 import click
 from aiohttp import web
@@ -177,7 +177,7 @@ def send(
             message = client.sms.send(from_number, to_number, body, idempotency_key=idempotency_key)
             where = f"the sandbox at {client.base_url}" if use_sandbox else client.base_url
     except VoipNumberError as error:
-        _print_error(error)
+        _print_error(error, _SEND_ARGUMENTS)
         sys.exit(exit_status(error))
     if as_json:
         click.echo(json.dumps(converter.unstructure(message)))
@@ -197,8 +197,22 @@ def send(
     stdout.print(table)
 
 
-def _print_error(error: VoipNumberError) -> None:
-    stderr.print(f"[bold red]{type(error).__name__}[/]: {error}", highlight=False)
+#: The `send` command's names for the client's parameters, for its error messages.
+_SEND_ARGUMENTS: Final = {
+    "from_": "FROM",
+    "to": "TO",
+    "body": "BODY",
+    "idempotency_key": "--idempotency-key",
+}
+
+
+def _print_error(error: VoipNumberError, arguments: Mapping[str, str] | None = None) -> None:
+    text = str(error)
+    field = error.field if isinstance(error, InvalidRequestError) else None
+    if arguments and field is not None and field in arguments and text.startswith(f"{field} "):
+        # Say what was wrong with the name the user typed, not the Python parameter's.
+        text = arguments[field] + text[len(field) :]
+    stderr.print(f"[bold red]{type(error).__name__}[/]: {text}", highlight=False)
     details = {
         "code": error.code,
         "http status": error.http_status,
