@@ -243,6 +243,22 @@ def test_a_secret_without_a_url_is_a_programming_error() -> None:
         parse_inbound(SMS, HEADERS, url="/hook", secret="")
 
 
+@pytest.mark.parametrize("url", ["/webhooks/voipnumber?secret=old1", "/webhooks/new2/sms"])
+def test_while_rotating_each_of_several_secrets_is_accepted(url: str) -> None:
+    assert parse_inbound(SMS, HEADERS, url=url, secret=["old1", "new2"]).mdr_id
+
+
+def test_while_rotating_a_url_with_neither_secret_is_refused() -> None:
+    with pytest.raises(InvalidSecretError):
+        parse_inbound(SMS, HEADERS, url="/webhooks/voipnumber?secret=old", secret=["old1", "new2"])
+
+
+@pytest.mark.parametrize("secrets", [[], ["old1", ""]])
+def test_no_secret_in_a_list_or_an_empty_one_is_a_programming_error(secrets: list[str]) -> None:
+    with pytest.raises(ValueError, match="empty secret"):
+        parse_inbound(SMS, HEADERS, url="/hook?secret=old1", secret=secrets)
+
+
 # --- anything at all ------------------------------------------------------------------------
 
 header_values = st.text(max_size=40)

@@ -152,6 +152,29 @@ async def test_the_secret_can_be_a_path_segment_matched_in_the_handler_not_the_r
     assert [m.body for m in recording.handled] == ["path secret"]
 
 
+async def test_while_rotating_the_app_accepts_each_of_several_secrets() -> None:
+    recording = Receiver()
+    app = create_app(recording.handle, path="/hooks/{secret}", secret=["old-one", "new-one"])
+    runner, base = await serve(app)
+    try:
+        statuses = [
+            (await post(f"{base}/hooks/{secret}", fixture_bytes(f"inbound-{kind}.json"),
+                        HEADERS))[0]
+            for secret, kind in (("old-one", "sms"), ("new-one", "mms"), ("old", "sms"))
+        ]  # fmt: skip
+    finally:
+        await runner.cleanup()
+
+    assert statuses == [200, 200, 403]
+    assert [m.type for m in recording.handled] == ["sms", "mms"]
+
+
+@pytest.mark.parametrize("secret", ["", [], ["ok", ""]])
+def test_an_empty_secret_is_refused_when_the_app_is_made(secret: Any) -> None:
+    with pytest.raises(ValueError, match="empty secret"):
+        create_app(Receiver().handle, secret=secret)
+
+
 async def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
     async with (
         aiohttp.ClientSession() as session,
@@ -318,6 +341,61 @@ async def test_voipnumber_listen_prints_each_message_as_one_json_line() -> None:
     assert json.loads(duplicate.answer)["status"] == "duplicate"
     assert "Listening on" in err
     assert SECRET not in err  # no access log: the URL holds the secret
+
+
+async def statuses_from_listen(
+    arguments: list[str], secrets: list[str], env: dict[str, str] | None = None
+) -> list[int]:
+    """Run `voipnumber listen` with `arguments`; the status of a delivery with each secret."""
+    port = free_port()
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "voipnumber_async._cli", "listen", "--port", str(port),
+         "--no-host-check", *arguments],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/webhooks/voipnumber?secret="
+
+    async def up() -> bool:
+        try:
+            await post(base, SMS, HEADERS)
+        except aiohttp.ClientError:
+            return False
+        return True
+
+    try:
+        await wait_until(up)
+        return [(await post(base + secret, SMS, HEADERS))[0] for secret in secrets]
+    finally:
+        listener.terminate()
+        listener.communicate(timeout=20)
+
+
+async def test_voipnumber_listen_accepts_each_of_several_secrets() -> None:
+    statuses = await statuses_from_listen(
+        ["--secret", "old-secret", "--secret", "new-secret"],
+        ["old-secret", "new-secret", "new", "other"],
+    )
+
+    assert statuses == [200, 200, 403, 403]
+
+
+async def test_voipnumber_listen_takes_the_variables_secret_whole_spaces_and_all() -> None:
+    env = {"VOIPNUMBER_WEBHOOK_SECRET": "two words"}
+
+    statuses = await statuses_from_listen([], ["two+words", "two", "words"], env=env)
+
+    assert statuses == [200, 403, 403]
+
+
+def test_an_empty_listen_secret_is_a_usage_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "voipnumber_async._cli", "listen", "--secret", ""],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert "--secret" in result.stderr and "empty" in result.stderr
 
 
 async def test_voipnumber_sandbox_delivers_to_a_webhook_when_told_to(receiver: Receiver) -> None:

@@ -230,6 +230,20 @@ def _print_error(error: VoipNumberError, arguments: Mapping[str, str] | None = N
         )
 
 
+class _OneSecretPerVariable(click.types.StringParamType):
+    """A `--secret`, repeatable; its environment variable holds one, spaces and all.
+
+    (Click splits a repeatable option's variable at whitespace: a secret with a space
+    would become two shorter secrets, each accepted.)
+    """
+
+    name = "secret"
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        """The variable's value, whole."""
+        return [rv]
+
+
 def _parse_webhooks(values: tuple[str, ...]) -> dict[str, str]:
     webhooks = {}
     for value in values:
@@ -322,8 +336,12 @@ def sandbox_command(host: str, port: int, envelope: str, webhooks: tuple[str, ..
 )
 @click.option(
     "--secret",
+    "secrets",
+    type=_OneSecretPerVariable(),
+    multiple=True,
     envvar="VOIPNUMBER_WEBHOOK_SECRET",
-    help="The secret the webhook URL must carry (default $VOIPNUMBER_WEBHOOK_SECRET).",
+    help="The secret the webhook URL must carry (default $VOIPNUMBER_WEBHOOK_SECRET); "
+    "repeat it to accept the old and the new one while rotating.",
 )
 @click.option(
     "--host-check/--no-host-check",
@@ -331,8 +349,12 @@ def sandbox_command(host: str, port: int, envelope: str, webhooks: tuple[str, ..
     show_default=True,
     help=f"Refuse deliveries whose Host is not {WEBHOOK_HOST}.",
 )
-def listen(host: str, port: int, path: str, secret: str | None, host_check: bool) -> None:
+def listen(host: str, port: int, path: str, secrets: tuple[str, ...], host_check: bool) -> None:
     """Receive inbound SMS/MMS; print each as one JSON line on stdout (logs on stderr)."""
+    if not all(secrets):
+        raise click.BadParameter(
+            "must not be empty: an empty secret would accept every delivery", param_hint="--secret"
+        )
     if not logging.getLogger().handlers:
         _configure_logging(1)
 
@@ -343,7 +365,7 @@ def listen(host: str, port: int, path: str, secret: str | None, host_check: bool
     app = create_app(
         print_message,
         path=path,
-        secret=secret,
+        secret=secrets or None,
         expected_host=WEBHOOK_HOST if host_check else None,
     )
 
@@ -355,7 +377,7 @@ def listen(host: str, port: int, path: str, secret: str | None, host_check: bool
         bound = runner.addresses[0][1]
         stderr.print(
             f"Listening on http://{host}:{bound}{path}"
-            + (" (secret required)" if secret else " (no secret: anyone may post)"),
+            + (" (secret required)" if secrets else " (no secret: anyone may post)"),
             highlight=False,
         )
 

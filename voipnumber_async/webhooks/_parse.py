@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import hmac
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
@@ -42,7 +42,7 @@ def parse_inbound(
     headers: Mapping[str, str],
     *,
     url: str | None = None,
-    secret: str | None = None,
+    secret: str | Sequence[str] | None = None,
     secret_param: str = DEFAULT_SECRET_PARAM,
     expected_host: str | Iterable[str] | None = WEBHOOK_HOST,
     max_bytes: int = DEFAULT_MAX_WEBHOOK_BYTES,
@@ -81,7 +81,9 @@ def parse_inbound(
         headers: The request's headers.
         url: The URL the delivery was posted to (a full URL, or its path and query):
             needed when `secret` is set.
-        secret: The shared secret the webhook URL must carry.
+        secret: The shared secret the webhook URL must carry; or several, any of
+            which is accepted, to rotate it without refusing deliveries (see
+            "Rotating the secret" in the docs).
         secret_param: The query parameter that may carry it.
         expected_host: The `Host` values accepted; `None` to skip the check.
         max_bytes: The largest body accepted.
@@ -149,24 +151,41 @@ def _last(values: list[str] | None) -> str | None:
     return values[-1] if values else None
 
 
-def check_secret(url: str | None, secret: str, secret_param: str) -> None:
+def secrets_of(secret: str | Sequence[str]) -> tuple[bytes, ...]:
+    """The secret, or each of several, as the bytes `carries_secret` compares.
+
+    Raises:
+        ValueError: No secret, or an empty one: it would accept every delivery.
+    """
+    secrets = (secret,) if isinstance(secret, str) else tuple(secret)
+    if not secrets or not all(isinstance(s, str) and s for s in secrets):
+        raise ValueError(
+            "an empty secret would accept every delivery: pass a non-empty string (or "
+            "several), or secret=None to skip the check"
+        )
+    return tuple(s.encode() for s in secrets)
+
+
+def check_secret(url: str | None, secret: str | Sequence[str], secret_param: str) -> None:
     if url is None:
         raise TypeError("parse_inbound(secret=...) needs url=, the URL the delivery came to")
-    if not secret:
-        raise ValueError("an empty secret would accept every delivery; pass None to skip")
+    expected = secrets_of(secret)
     parts = urlsplit(url)
     candidates = [segment for segment in parts.path.split("/") if segment]
     candidates += [value for name, value in parse_qsl(parts.query) if name == secret_param]
-    if not carries_secret(candidates, secret.encode()):
+    if not carries_secret(candidates, expected):
         raise secret_refused(secret_param)
 
 
-def carries_secret(candidates: Iterable[str], expected: bytes) -> bool:
-    """Whether one of `candidates` (from the delivery's URL) is the secret, `expected`."""
-    # Every candidate is compared, so the time taken says nothing of where a match is.
+def carries_secret(candidates: Iterable[str], expected: tuple[bytes, ...]) -> bool:
+    """Whether one of `candidates` (from the delivery's URL) is one of the secrets."""
+    # Every candidate is compared with every secret, so the time taken says nothing of
+    # where a match is, nor of which secret matched.
     matched = False
     for candidate in candidates:
-        matched |= hmac.compare_digest(candidate.encode(), expected)
+        given = candidate.encode()
+        for secret in expected:
+            matched |= hmac.compare_digest(given, secret)
     return matched
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
 from aiohttp import hdrs, web
@@ -22,6 +22,7 @@ from ._parse import (
     check_size,
     parse_delivery,
     secret_refused,
+    secrets_of,
 )
 from ._store import DeliveryStore, MemoryDeliveryStore
 
@@ -41,7 +42,7 @@ def create_app(
     handler: InboundHandler,
     *,
     path: str = DEFAULT_WEBHOOK_PATH,
-    secret: str | None = None,
+    secret: str | Sequence[str] | None = None,
     secret_param: str = DEFAULT_SECRET_PARAM,
     expected_host: str | Iterable[str] | None = WEBHOOK_HOST,
     max_bytes: int = DEFAULT_MAX_WEBHOOK_BYTES,
@@ -72,7 +73,8 @@ def create_app(
         path: Where deliveries are posted. It may hold the secret as a route
             variable, e.g. `/webhooks/voipnumber/{secret}`; the value is compared in
             constant time, never matched by the router.
-        secret: The shared secret the webhook URL must carry (recommended).
+        secret: The shared secret the webhook URL must carry (recommended); or
+            several, any of which is accepted, to rotate it.
         secret_param: The query parameter that may carry it.
         expected_host: The `Host` values accepted; `None` to skip the check.
         max_bytes: The largest body accepted.
@@ -81,16 +83,17 @@ def create_app(
             deduplicate across processes and restarts.
     """
     deliveries = store if store is not None else MemoryDeliveryStore()
-    # What parse_inbound works out on each call, worked out once.
-    expected_secret = secret.encode() if secret else None
+    # What parse_inbound works out on each call, worked out once (and an empty secret
+    # refused here, not at the first delivery).
+    expected_secret = None if secret is None else secrets_of(secret)
     allowed = None if expected_host is None else allowed_hosts(expected_host)
 
     async def receive(request: web.Request) -> web.Response:
         try:
             body = await _read_body(request, max_bytes)
             check_size(body, max_bytes)
-            if secret is not None:
-                _check_secret(request, secret, expected_secret, secret_param)
+            if expected_secret is not None:
+                _check_secret(request, expected_secret, secret_param)
             message = parse_delivery(body, request.headers, allowed)
         except WebhookError as error:
             logger.warning("refused a delivery (%d %s): %s", error.http_status, error.reason, error)
@@ -119,9 +122,7 @@ def create_app(
     return app
 
 
-def _check_secret(
-    request: web.Request, secret: str, expected: bytes | None, secret_param: str
-) -> None:
+def _check_secret(request: web.Request, expected: tuple[bytes, ...], secret_param: str) -> None:
     """`parse_inbound`'s secret check on `request.rel_url`, without parsing it again.
 
     The candidates are the same: every segment of the (encoded) path, and every value
@@ -129,9 +130,9 @@ def _check_secret(
     """
     url = request.rel_url
     path = url.raw_path
-    if expected is None or path.startswith("//"):
-        # An empty secret (refused), or a path urlsplit would read a host in: the long way.
-        check_secret(str(url), secret, secret_param)
+    if path.startswith("//"):
+        # A path urlsplit would read a host in: the long way, to the same verdict.
+        check_secret(str(url), [s.decode() for s in expected], secret_param)
         return
     candidates = [segment for segment in path.split("/") if segment]
     candidates += url.query.getall(secret_param, ())
