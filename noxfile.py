@@ -52,7 +52,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def mypy(session: nox.Session) -> None:
-    """mypy --strict over the packages and the typed usage in tests/typing."""
+    """mypy --strict over the packages, the typed usage in tests/typing, benchmarks, scripts."""
     session.install("-e", ".[cli]", *group("typing"))
     session.run("mypy")
 

@@ -230,9 +230,11 @@ def method(function: ast.FunctionDef | ast.AsyncFunctionDef, wrapped: set[str]) 
     name = METHOD_NAMES.get(function.name, function.name)
     params = parameters(function)
     returns = sync_expr(function.returns)
-    is_iterator = bool(function.returns) and ast.unparse(function.returns).split("[")[0] in (
-        "AsyncIterator", "AsyncIterable", "AsyncGenerator",
-    )  # fmt: skip
+    is_iterator = function.returns is not None and ast.unparse(function.returns).split("[")[0] in (
+        "AsyncIterator",
+        "AsyncIterable",
+        "AsyncGenerator",
+    )
     used = names_in(returns) | {
         n for p in params for n in names_in(p.annotation) | names_in(p.default)
     }
