@@ -9,7 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
-from multidict import CIMultiDict, CIMultiDictProxy, istr
+from aiohttp import hdrs
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from .._errors import (
     InvalidPayloadError,
@@ -28,9 +29,6 @@ DEFAULT_MAX_WEBHOOK_BYTES: Final = 64 * 1024
 #: The query parameter that carries the shared secret, when not a path segment.
 DEFAULT_SECRET_PARAM: Final = "secret"  # noqa: S105 - a parameter name
 
-_CONTENT_TYPE: Final = istr("Content-Type")
-_HOST: Final = istr("Host")
-_FORWARDED_HOST: Final = istr("X-Forwarded-Host")
 #: Content types (lower-cased) that mean JSON in UTF-8 with nothing else to parse.
 _PLAIN_JSON_CONTENT_TYPES: Final = frozenset(
     (JSON_CONTENT_TYPE, f"{JSON_CONTENT_TYPE}; charset=utf-8", f"{JSON_CONTENT_TYPE};charset=utf-8")
@@ -127,11 +125,11 @@ def parse_delivery(
     if isinstance(headers, (CIMultiDictProxy, CIMultiDict)):
         # Case-insensitive already (aiohttp's `request.headers`): look the names up. A
         # repeated header's last value wins, as it does in the lower-cased dict below.
-        content_type = _last(headers.getall(_CONTENT_TYPE, None))
+        content_type = _last(headers.getall(hdrs.CONTENT_TYPE, None))
         if allowed is not None:
             _check_host(
-                _last(headers.getall(_HOST, None)) or "",
-                _last(headers.getall(_FORWARDED_HOST, None)) or "",
+                _last(headers.getall(hdrs.HOST, None)) or "",
+                _last(headers.getall(hdrs.X_FORWARDED_HOST, None)) or "",
                 allowed,
             )
     else:
