@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import pickle
 import signal
@@ -12,6 +13,7 @@ import textwrap
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -27,7 +29,7 @@ from voipnumber_sync import (
     SentMessage,
     VoipNumber,
 )
-from voipnumber_sync._portal import portal
+from voipnumber_sync._portal import _Call, portal
 
 FAST = RetryPolicy(initial_backoff=0.001, max_backoff=0.005)
 
@@ -153,6 +155,53 @@ def test_many_threads_share_one_client_and_send_each_message_once(
     bodies = [m.body for m in voipnumber_sandbox.messages]
     assert sorted(bodies) == sorted(f"{n}-{i}" for n in range(32) for i in range(50))
     assert all(len(group) == 1 for group in voipnumber_sandbox.messages_by_key().values())
+
+
+def test_calls_from_many_threads_all_start_whether_the_loop_is_busy_or_asleep() -> None:
+    # Calls are started by the loop's own poll, and wake it only when it may sleep: a
+    # lost wake-up would leave a thread blocked for good, so every thread must finish.
+    # Tiny calls from 32 threads keep the loop switching between busy and asleep.
+    async def echo(number: int) -> int:
+        await asyncio.sleep(0)
+        return number
+
+    results: list[list[int]] = [[] for _ in range(32)]
+
+    def worker(slot: list[int], first: int) -> None:
+        slot.extend(portal().call(echo, n) for n in range(first, first + 300))
+
+    threads = [
+        threading.Thread(target=worker, args=(results[n], n * 300), daemon=True) for n in range(32)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+    assert not any(thread.is_alive() for thread in threads), "a call was never started"
+    assert [number for slot in results for number in slot] == list(range(32 * 300))
+
+
+def test_a_call_the_loop_cannot_start_gets_the_loops_error() -> None:
+    # Runs inside the loop's poll, so nothing may escape from it: the error goes to the
+    # caller, and the coroutine is closed rather than left unawaited.
+    class ClosingLoop:
+        def create_task(self, coroutine: object) -> None:
+            raise RuntimeError("Event loop is closed")
+
+    async def never_run() -> None:
+        raise AssertionError("must not run")
+
+    call = _Call(never_run, (), {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine ... was never awaited" would fail
+        call.start(ClosingLoop())  # type: ignore[arg-type]
+        gc.collect()
+
+    assert call.wait(0)
+    assert isinstance(call.error, RuntimeError)
+    assert str(call.error) == "Event loop is closed"
 
 
 def test_a_caller_inside_a_running_event_loop_is_served(

@@ -8,7 +8,9 @@ client and no session ever meets a second loop.
 - Started lazily, on the first call; a daemon thread, so it never holds up exit.
 - After `os.fork()` the child starts a fresh loop of its own on its first call.
 - Ctrl-C in a blocking call cancels the coroutine (and so its request) and re-raises.
-- Calls from many threads at once are started together, on one wake-up of the loop.
+- A call is started by the loop itself when it next polls for I/O; only a call made
+  while the loop sleeps in that poll writes to its wake-up pipe. A busy loop is never
+  woken, and many threads calling at once cost one wake-up, not one each.
 - A call from the portal's own thread (a hook run by the client, say) would wait on
   itself forever, so it raises instead.
 """
@@ -19,9 +21,10 @@ import asyncio
 import atexit
 import contextlib
 import os
+import selectors
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from voipnumber_async._transport import close_transports_on
@@ -35,6 +38,8 @@ T = TypeVar("T")
 _CANCEL_GRACE_S = 5.0
 #: How long interpreter exit waits for the portal to close open sessions.
 _SHUTDOWN_GRACE_S = 2.0
+#: Above the 256 KiB (and header) that asyncio allocates for each read; see `_start`.
+_PRIME_ALLOCATOR_BYTES = 512 * 1024
 
 
 class _Call:
@@ -56,9 +61,16 @@ class _Call:
         self.error: BaseException | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Runs on the portal's loop. The coroutine is made here, not in the caller's
-        # thread, so a call that never starts leaves no coroutine unawaited.
-        self.task = loop.create_task(self._run())
+        # Runs on the portal's loop, inside its poll for I/O: nothing may escape from
+        # here, or the loop itself would stop. The coroutine is made here, not in the
+        # caller's thread, so a call that never starts leaves no coroutine unawaited.
+        run = self._run()
+        try:
+            self.task = loop.create_task(run)
+        except BaseException as error:  # the loop is closing; the caller gets the reason
+            run.close()
+            self.error = error
+            self._done.release()
 
     async def _run(self) -> None:
         # Releasing from inside the task, rather than from a done-callback, saves the
@@ -74,15 +86,84 @@ class _Call:
         return self._done.acquire(timeout=timeout)
 
 
+class _Submissions:
+    """Calls submitted from callers' threads, not yet started on the loop."""
+
+    __slots__ = ("calls", "polling", "wakeup_pending")
+
+    def __init__(self) -> None:
+        self.calls: deque[_Call] = deque()
+        #: The loop is in, or about to enter, a poll that may sleep.
+        self.polling = False
+        #: A caller has written to the loop's wake-up pipe since the loop last polled.
+        self.wakeup_pending = False
+
+    def start_all(self, loop: asyncio.AbstractEventLoop) -> None:
+        calls = self.calls
+        while calls:
+            calls.popleft().start(loop)
+
+
+class _StartingSelector(selectors.BaseSelector):
+    """The portal loop's selector: each poll for I/O also starts the calls submitted.
+
+    A blocking call appends itself to the queue from its own thread. Waking the loop for
+    it means a write to the loop's pipe and a read back, each a system call that hands
+    the GIL to another thread; with many threads calling, those handoffs cost more than
+    the work. So the loop drains the queue on every poll, and a caller wakes the loop
+    only when it may be asleep in one.
+
+    The caller appends, then reads `polling`; the loop sets `polling`, then looks at the
+    queue before it sleeps. Whichever comes second sees the other's write, so no call
+    waits behind a sleeping loop. (Each step is one operation on a deque or an
+    attribute, which the GIL orders.)
+    """
+
+    def __init__(self, submissions: _Submissions) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._submissions = submissions
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        submissions = self._submissions
+        if timeout is None or timeout > 0:
+            submissions.polling = True
+            if submissions.calls:
+                timeout = 0
+        try:
+            events = self._selector.select(timeout)
+        finally:
+            submissions.polling = False
+        submissions.wakeup_pending = False
+        if submissions.calls and self.loop is not None:
+            submissions.start_all(self.loop)
+        return events
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._selector.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._selector.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._selector.modify(fileobj, events, data)
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._selector.get_key(fileobj)
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self._selector.get_map()
+
+    def close(self) -> None:
+        self._selector.close()
+
+
 class Portal:
     """A private event loop in a daemon thread, and blocking calls into it."""
 
     def __init__(self) -> None:
         self._start_lock = threading.Lock()
-        # Calls waiting to be started, and whether the loop was already woken for them:
-        # many threads calling at once cost one wake-up of the loop, not one each.
-        self._submitted: deque[_Call] = deque()
-        self._wakeup_pending = False
+        self._submissions = _Submissions()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
         self._thread: threading.Thread | None = None
@@ -100,10 +181,19 @@ class Portal:
         return loop
 
     def _start(self) -> None:
-        loop = asyncio.new_event_loop()
+        selector = _StartingSelector(self._submissions)
+        loop = selector.loop = asyncio.SelectorEventLoop(selector)
         started = threading.Event()
 
         def run() -> None:
+            # asyncio reads from a socket into a fresh 256 KiB buffer, then shrinks it.
+            # glibc serves blocks that large with mmap until a freed one raises its
+            # (dynamic) threshold, and the shrunk buffer never does: measured on this
+            # thread, every read cost an mmap, an mremap and an munmap, the munmap a TLB
+            # flush on each core the process runs on; with 32 threads calling, a third
+            # of the CPU. Freeing one larger block raises the threshold as glibc
+            # intends, and those buffers then come from the heap.
+            del bytearray(_PRIME_ALLOCATOR_BYTES)[:]
             asyncio.set_event_loop(loop)
             self._thread_id = threading.get_ident()
             loop.call_soon(started.set)
@@ -139,10 +229,11 @@ class Portal:
                 "forever; inside coroutines and hooks use AsyncVoipNumber instead"
             )
         call = _Call(function, args, kwargs)
-        self._submitted.append(call)
-        if not self._wakeup_pending:
-            self._wakeup_pending = True
-            loop.call_soon_threadsafe(self._start_submitted, loop)
+        submissions = self._submissions
+        submissions.calls.append(call)
+        if submissions.polling and not submissions.wakeup_pending:
+            submissions.wakeup_pending = True
+            loop.call_soon_threadsafe(submissions.start_all, loop)
         try:
             call.wait()
         except BaseException:
@@ -153,14 +244,6 @@ class Portal:
         if call.error is not None:
             raise call.error
         return call.result  # type: ignore[no-any-return]
-
-    def _start_submitted(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Cleared before draining: a call submitted from now on wakes the loop again,
-        # and one submitted before is drained here.
-        self._wakeup_pending = False
-        submitted = self._submitted
-        while submitted:
-            submitted.popleft().start(loop)
 
     @staticmethod
     def _cancel(loop: asyncio.AbstractEventLoop, call: _Call) -> None:
@@ -207,8 +290,7 @@ class Portal:
         # The parent's loop thread does not exist here; its loop and lock are the
         # parent's. Forget them: the next call starts a loop of this process's own.
         self._start_lock = threading.Lock()
-        self._submitted = deque()
-        self._wakeup_pending = False
+        self._submissions = _Submissions()
         self._loop = None
         self._thread = None
         self._thread_id = None
