@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import uuid
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 from _support import fixture_bytes
@@ -14,6 +18,7 @@ from voipnumber_async._wire import (
     decode_send_answer,
     encode_send_success,
     format_service_datetime,
+    new_idempotency_key,
     parse_retry_after,
     parse_service_datetime,
 )
@@ -81,6 +86,26 @@ def test_the_sandboxs_success_encoding_decodes_in_both_envelopes() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda text: text.encode("utf-8-sig"),  # with a byte order mark
+        lambda text: text.encode("utf-16"),
+    ],
+    ids=["utf-8 with BOM", "utf-16"],
+)
+def test_a_success_in_another_json_encoding_still_decodes(encode: Any) -> None:
+    # UTF-8 is read first, the cheap way; what it cannot read goes to json.loads.
+    text = fixture_bytes("send-ok.json").decode()
+    assert decode_send_answer(Answer(200, {}, encode(text))) == EXPECTED
+
+
+def test_a_success_that_is_not_json_is_an_unexpected_response() -> None:
+    with pytest.raises(UnexpectedResponseError) as caught:
+        decode_send_answer(Answer(200, {}, b"\xff\xfe not json at all"))
+    assert caught.value.http_status == 200
+
+
 def test_a_success_missing_a_field_is_an_unexpected_response() -> None:
     with pytest.raises(UnexpectedResponseError, match="timestamp_s"):
         decode_send_answer(
@@ -119,3 +144,41 @@ def test_retry_after_in_seconds_or_as_an_http_date(
 ) -> None:
     now = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc).timestamp()
     assert parse_retry_after(header, now=now) == expected
+
+
+def test_idempotency_keys_are_distinct_version_4_uuids_across_threads() -> None:
+    # The random bytes are read ahead per thread: no two threads may share them.
+    keys: list[list[str]] = [[] for _ in range(8)]
+
+    def make(slot: list[str]) -> None:
+        slot.extend(new_idempotency_key() for _ in range(2_000))
+
+    threads = [threading.Thread(target=make, args=(slot,)) for slot in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    every = [key for slot in keys for key in slot]
+    assert len(set(every)) == len(every) == 16_000
+    assert {uuid.UUID(key).version for key in every} == {4}
+    assert all(str(uuid.UUID(key)) == key for key in every)  # the canonical form
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_repeats_its_parents_idempotency_keys() -> None:
+    new_idempotency_key()  # bytes read ahead, which a child must not reuse
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next keys, to the parent
+        os.close(read_end)
+        os.write(write_end, " ".join(new_idempotency_key() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child_keys = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    parent_keys = {new_idempotency_key() for _ in range(10)}
+
+    assert len(child_keys) == 10
+    assert child_keys.isdisjoint(parent_keys)
