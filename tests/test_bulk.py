@@ -234,6 +234,35 @@ async def test_something_that_is_not_a_message_stops_the_run_with_a_clear_error(
         await collect(bulk_client.sms.send_many([(FROM, TO, "ok"), 42]))  # type: ignore[list-item]
 
 
+@pytest.mark.parametrize("kind", ["plain", "async"])
+async def test_an_input_that_raises_ends_the_run_with_its_error(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox, kind: str
+) -> None:
+    # A plain iterable is read by the workers themselves, an async one by a producer:
+    # either way the input's own error ends the run, and nothing is sent twice.
+    def plain() -> Iterator[tuple[str, str, str]]:
+        for number in range(5):
+            yield (FROM, TO, f"m{number}")
+        raise LookupError("the CSV reader failed")
+
+    async def asynchronous() -> AsyncIterator[tuple[str, str, str]]:
+        for message in plain():
+            yield message
+
+    source = plain() if kind == "plain" else asynchronous()
+    yielded: list[SendResult] = []
+    with pytest.raises(LookupError, match="CSV reader failed"):
+        async with bulk_client.sms.send_many(source, concurrency=2) as run:
+            async for result in run:
+                yielded.append(result)  # noqa: PERF401 - a comprehension would keep none
+
+    accepted = accepted_bodies(sandbox)
+    assert set(accepted) <= {f"m{number}" for number in range(5)}
+    assert all(count == 1 for count in accepted.values())
+    assert all(result.ok for result in yielded)
+    assert {result.message.body for result in yielded} <= set(accepted)
+
+
 @pytest.mark.parametrize(
     ("arguments", "field"),
     [({"concurrency": 0}, "concurrency"), ({"rate_limit": 0}, "rate_limit"),

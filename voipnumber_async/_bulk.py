@@ -10,6 +10,12 @@ The input is read lazily, one message at a time, and never more than `window` ah
 of what the caller has consumed, so memory does not grow with the input. Every
 attempt (retries included) takes a slot from one `RateLimiter`, which a 429 pauses
 for all workers at once.
+
+Hand-offs between tasks cost per batch, not per message. Without a journal, from a
+plain (not async) iterable, there is no producer: a worker that finds no message ready
+reads the next few itself. Otherwise the producer fills the queue up to `concurrency`
+jobs and sleeps until the workers have drained it to half that. The window is kept
+the same way, from the caller's side.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import os
 import time
 import warnings
 from collections import Counter, deque
-from collections.abc import AsyncIterable, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Union
 
@@ -64,6 +70,8 @@ DEFAULT_CONCURRENCY: Final = 50
 _RESERVE_BATCH: Final = 128
 #: Reserved batches being committed while the workers take from the queue.
 _RESERVE_AHEAD: Final = 2
+#: Messages a worker reads at once when it finds none ready (no journal).
+_READ_BATCH: Final = 32
 #: Outcomes buffered before a worker waits for them to be committed.
 _RECORD_BATCH: Final = 512
 #: How often buffered outcomes are committed anyway, in seconds.
@@ -298,13 +306,16 @@ class AsyncSendMany:
             await self._start()
         elif self._state == "closed":
             raise StopAsyncIteration
+        results = self._results
         try:
-            item = await self._results.get()
+            item = results.get_nowait() if results.qsize() else await results.get()
         except asyncio.CancelledError:
             await self._stop()
             raise
         if isinstance(item, SendResult):
-            self._window.release()
+            self._yielded += 1
+            if self._room_wanted is not None:
+                self._make_room()
             return item
         await self._stop()
         if isinstance(item, _Failure):
@@ -358,26 +369,48 @@ class AsyncSendMany:
         self._state = "running"
         # In flight, queued, and the batches being reserved, with room to spare.
         reserving = (_RESERVE_AHEAD + 2) * _RESERVE_BATCH if self._journal is not None else 0
-        window = 4 * self._concurrency + reserving
-        self._window = asyncio.Semaphore(window)
-        # With a journal, room for a reserved batch beyond the workers' share: the next
-        # batch is reserved while the workers take from this one, not after it ran out.
-        queued = self._concurrency + (_RESERVE_BATCH if self._journal is not None else 0)
-        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=queued)
+        # Messages read from the input and not yet yielded: at most `window`. Once it is
+        # full, reading resumes when a quarter of it has been yielded.
+        self._window = 4 * self._concurrency + reserving
+        self._window_low = self._window - max(1, self._window // 4)
+        self._taken = self._yielded = 0
+        # Jobs queued for the workers: the producer stops adding at `concurrency` (with
+        # a journal, once a reserved batch is in) and resumes at half that.
+        self._queue_high = self._concurrency
+        self._queue_low = self._concurrency // 2
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        # Set when what the producer (or a reading worker) sleeps for has drained.
+        self._room = asyncio.Event()
+        self._room_wanted: Literal["window", "queue"] | None = None
+        self._stopping = False
+        # Read by the workers themselves (no journal, a plain iterable): jobs ready.
+        self._prepared: deque[_Job] = deque()
+        self._input_done = False
         self._results: asyncio.Queue[SendResult | _End | _Failure] = asyncio.Queue()
         self._reorder: dict[int, SendResult] = {}
         self._next_index = 0
         self._hooks = _Hooks(self._limiter, self.summary)
-        self._workers = [asyncio.ensure_future(self._work()) for _ in range(self._concurrency)]
-        self._producer = asyncio.ensure_future(self._produce())
-        self._tasks = [self._producer, *self._workers]
+        if self._journal is None and not isinstance(self._messages, AsyncIterable):
+            messages = iter(self._messages)
+            self._producer: asyncio.Future[None] | None = None
+            self._workers = [
+                asyncio.ensure_future(self._read_and_send(messages))
+                for _ in range(self._concurrency)
+            ]
+        else:
+            self._producer = asyncio.ensure_future(self._produce())
+            self._workers = [asyncio.ensure_future(self._work()) for _ in range(self._concurrency)]
+        self._tasks = [*self._workers]
+        if self._producer is not None:
+            self._tasks.append(self._producer)
         if self._journal is not None:
             self._tasks.append(asyncio.ensure_future(self._record_periodically()))
         self._tasks.append(asyncio.ensure_future(self._supervise()))
 
     async def _supervise(self) -> None:
         try:
-            await self._producer
+            if self._producer is not None:
+                await self._producer
             await asyncio.gather(*self._workers)
             await self._flush_records()
         except asyncio.CancelledError:
@@ -387,24 +420,71 @@ class AsyncSendMany:
             return
         self._results.put_nowait(_END)
 
-    async def _produce(self) -> None:
-        if self._journal is None:
-            await self._produce_each()
-        else:
-            await self._produce_reserved(self._journal)
-        for _ in self._workers:
-            await self._queue.put(None)
+    async def _read_and_send(self, messages: Iterator[MessageLike]) -> None:
+        # A worker that reads the input itself: no journal, a plain iterable. Whoever
+        # finds no job ready reads a batch; nothing is awaited while it does, so the
+        # workers share the iterator safely and each message gets the next index.
+        prepared = self._prepared
+        while not self._stopping:
+            if prepared:
+                await self._send_job(prepared.popleft())
+                continue
+            if self._input_done:
+                return
+            room = self._window - (self._taken - self._yielded)
+            if room <= 0:
+                await self._wait_for_room("window")
+                continue
+            for _ in range(min(room, _READ_BATCH)):
+                value = next(messages, _END)
+                if isinstance(value, _End):
+                    self._input_done = True
+                    break
+                job = self._take(value)
+                if job is not None:
+                    prepared.append(job)
 
-    async def _produce_each(self) -> None:
-        # Without a journal, each message is queued as soon as it is read and checked.
-        window, queue, index = self._window, self._queue, 0
-        async for value in _aiter(self._messages):
-            await window.acquire()
-            message = OutgoingMessage.coerce(value)
-            job = self._job(index, message, message.idempotency_key or new_idempotency_key())
-            index += 1
-            if job is not None:
-                await queue.put(job)
+    async def _produce(self) -> None:
+        if self._journal is not None:
+            await self._produce_reserved(self._journal)
+        else:
+            async for value in _aiter(self._messages):
+                job = self._take(value)
+                if job is not None:
+                    self._queue.put_nowait(job)
+                await self._wait_for_room("queue")
+                await self._wait_for_room("window")
+        for _ in self._workers:
+            self._queue.put_nowait(None)
+
+    def _take(self, value: MessageLike) -> _Job | None:
+        """Count a message read from the input; its job, or None if it is invalid."""
+        index = self._taken
+        self._taken += 1
+        message = OutgoingMessage.coerce(value)
+        return self._job(index, message, message.idempotency_key or new_idempotency_key())
+
+    def _has_room(self, room_for: Literal["window", "queue"]) -> bool:
+        if room_for == "window":
+            return self._taken - self._yielded < self._window
+        return self._queue.qsize() < self._queue_high
+
+    async def _wait_for_room(self, room_for: Literal["window", "queue"]) -> None:
+        """Sleep until the window (or the queue) has drained to its low mark."""
+        while not (self._has_room(room_for) or self._stopping):
+            self._room_wanted = room_for
+            self._room.clear()
+            await self._room.wait()
+
+    def _make_room(self) -> None:
+        """Wake whoever sleeps for room, if what they wait for has drained to its low mark."""
+        if self._room_wanted == "window":
+            drained = self._taken - self._yielded <= self._window_low
+        else:
+            drained = self._queue.qsize() <= self._queue_low
+        if drained:
+            self._room_wanted = None
+            self._room.set()
 
     async def _produce_reserved(self, journal: Journal) -> None:
         index = 0
@@ -415,7 +495,8 @@ class AsyncSendMany:
         reserving: deque[tuple[Awaitable[None], list[_Job]]] = deque()
         try:
             async for value in _aiter(self._messages):
-                await self._window.acquire()
+                await self._wait_for_room("window")
+                self._taken += 1
                 batch.append((index, OutgoingMessage.coerce(value)))
                 index += 1
                 if len(batch) >= _RESERVE_BATCH:
@@ -436,8 +517,9 @@ class AsyncSendMany:
 
     async def _queue_jobs(self, reservation: Awaitable[None], jobs: list[_Job]) -> None:
         await reservation  # committed before anything is sent
+        await self._wait_for_room("queue")
         for job in jobs:
-            await self._queue.put(job)
+            self._queue.put_nowait(job)
 
     def _job(self, index: int, message: OutgoingMessage, key: str) -> _Job | None:
         """The job that sends `message`; None if it is invalid (its result is delivered)."""
@@ -510,26 +592,31 @@ class AsyncSendMany:
         return False
 
     async def _work(self) -> None:
-        send = self._client._send
-        hooks = self._hooks
+        # A worker taking jobs from the producer's queue.
+        queue = self._queue
         while True:
-            job = await self._queue.get()
+            job = queue.get_nowait() if queue.qsize() else await queue.get()
+            if self._room_wanted is not None:
+                self._make_room()
             if job is None:
                 return
-            try:
-                sent = await send(job.payload, job.key, hooks)
-            except VoipNumberError as error:
-                result = SendResult(index=job.index, message=job.message, error=error,
-                                    idempotency_key=job.key)  # fmt: skip
-            except asyncio.CancelledError:
-                self._record_unknown(job, "the run stopped while this message was being sent")
-                raise
-            else:
-                result = SendResult(index=job.index, message=job.message, sent=sent,
-                                    idempotency_key=job.key)  # fmt: skip
-            self._deliver(result)
-            if len(self._records) >= _RECORD_BATCH:
-                await self._flush_records()
+            await self._send_job(job)
+
+    async def _send_job(self, job: _Job) -> None:
+        try:
+            sent = await self._client._send(job.payload, job.key, self._hooks)
+        except VoipNumberError as error:
+            result = SendResult(index=job.index, message=job.message, error=error,
+                                idempotency_key=job.key)  # fmt: skip
+        except asyncio.CancelledError:
+            self._record_unknown(job, "the run stopped while this message was being sent")
+            raise
+        else:
+            result = SendResult(index=job.index, message=job.message, sent=sent,
+                                idempotency_key=job.key)  # fmt: skip
+        self._deliver(result)
+        if len(self._records) >= _RECORD_BATCH:
+            await self._flush_records()
 
     def _deliver(self, result: SendResult, *, record: bool = True) -> None:
         summary = self.summary
@@ -577,7 +664,11 @@ class AsyncSendMany:
             return
         self._state = "closed"
         self.summary.finished_at = time.monotonic()
-        self._producer.cancel()
+        # No worker reads another message; one asleep for room wakes to see that.
+        self._stopping = True
+        self._room.set()
+        if self._producer is not None:
+            self._producer.cancel()
         while not self._queue.empty():  # queued, never to be sent: still outstanding
             self._queue.get_nowait()
         for _ in self._workers:
