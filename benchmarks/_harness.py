@@ -10,6 +10,7 @@ counts successes, what its servers are, its targets) stays in that script.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -86,16 +87,66 @@ def delta(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
 
+# --- cores ------------------------------------------------------------------------------
+
+#: The cores of the servers this process starts, when `place_on_cores` split them off.
+_server_cores: set[int] | None = None
+
+
+def add_cores_option(parser: argparse.ArgumentParser) -> None:
+    """`--cores split|shared`: whether clients and servers get cores of their own."""
+    parser.add_argument(
+        "--cores",
+        choices=("split", "shared"),
+        default="split",
+        help="split (default): this process on the first half of the cores, the servers "
+        "on the rest, as if they ran on another machine; shared: all on all",
+    )
+
+
+def place_on_cores(choice: str) -> str:
+    """Pin this process (call before it starts a thread) and its servers; say how.
+
+    A server standing in for the service must not compete with the client for a core:
+    on a real deployment it runs on another machine. Left to the scheduler on a small
+    machine, a client with many threads runs some of them on the server's core,
+    preempting it at every wake-up, and the figures measure that contention rather
+    than the client. Each side gets half of the cores instead. (Linux only; elsewhere,
+    or with one core, everything shares.)
+    """
+    global _server_cores  # noqa: PLW0603 - one setting for the whole run
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if choice == "shared" or len(available) < 2:
+        _server_cores = None
+        return f"cores: shared ({len(available) or os.cpu_count()} for all)"
+    half = len(available) // 2
+    client, server = set(available[:half]), set(available[half:])
+    os.sched_setaffinity(0, client)  # threads started from now on inherit it
+    _server_cores = server
+    return f"cores: this process on {_cores(client)}, its servers on {_cores(server)}"
+
+
+def _cores(cores: set[int]) -> str:
+    return ",".join(str(core) for core in sorted(cores))
+
+
 def start_server(command: list[str]) -> subprocess.Popen[bytes]:
-    """Start `command`, a server, as a child process with no pipes to it."""
+    """Start `command`, a server, as a child process with no pipes to it.
+
+    On the servers' cores, when `place_on_cores` split them off.
+    """
     # DEVNULL rather than pipes that nobody reads during a run: a server that logs
     # every request (`voipnumber sandbox` does) would block once a pipe filled.
-    return subprocess.Popen(
+    process = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    if _server_cores is not None:
+        # Before it has started serving, or a thread: what it starts later inherits it.
+        os.sched_setaffinity(process.pid, _server_cores)
+    return process
 
 
 def wait_for_port(

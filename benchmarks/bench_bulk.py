@@ -63,10 +63,12 @@ from _harness import (
     HOST,
     BenchmarkError,
     Round,
+    add_cores_option,
     banner,
     bare_headers,
     best,
     delta,
+    place_on_cores,
     print_round,
     print_starved,
     print_table,
@@ -509,7 +511,8 @@ async def run_throughput(args: argparse.Namespace, base_url: str, server_pid: in
 
 
 def main(args: argparse.Namespace) -> None:
-    print(f"{banner('bench_bulk')}, asyncio default loop, {os.cpu_count()} CPUs")
+    cores = place_on_cores(args.cores)
+    print(f"{banner('bench_bulk')}, asyncio default loop, {os.cpu_count()} CPUs; {cores}")
     started = time.perf_counter()
     with sandbox_process(serve_command) as (base_url, pid):
         print(
@@ -542,6 +545,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", metavar="BASE_URL", help=argparse.SUPPRESS)
+    add_cores_option(parser)
     args = parser.parse_args(argv)
     if min(args.concurrency, args.rounds, args.warmup) < 1:
         parser.error("--concurrency, --rounds and --warmup must be at least 1")

@@ -43,9 +43,11 @@ from _harness import (
     HOST,
     BenchmarkError,
     Round,
+    add_cores_option,
     banner,
     best,
     delta,
+    place_on_cores,
     print_latency_table,
     print_round,
     print_starved,
@@ -327,9 +329,10 @@ def run_throughput(
 
 
 def main(args: argparse.Namespace) -> None:
+    cores = place_on_cores(args.cores)
     print(
         f"{banner('bench_sync')}, asyncio default loop, "
-        f"switch interval {sys.getswitchinterval() * 1e3:g} ms"
+        f"switch interval {sys.getswitchinterval() * 1e3:g} ms; {cores}"
     )
     with sandbox_process(sandbox_command) as (base_url, pid):
         print(f"  sandbox: `voipnumber sandbox` in process {pid} at {base_url}", flush=True)
@@ -371,6 +374,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--warmup-messages", type=int, default=1_000, help="untimed throughput sends of each first"
     )
+    add_cores_option(parser)
     args = parser.parse_args(argv)
     if min(args.warmup, args.blocks, args.concurrency, args.rounds, args.warmup_messages) < 1:
         parser.error("--warmup, --blocks, --concurrency, --rounds, --warmup-messages must be >= 1")

@@ -64,11 +64,13 @@ import aiohttp
 from _harness import (
     HOST,
     BenchmarkError,
+    add_cores_option,
     banner,
     best,
     delta,
     free_port,
     median_rate,
+    place_on_cores,
     print_table,
     process_cpu_s,
     run_workers,
@@ -524,10 +526,11 @@ async def measure(args: argparse.Namespace, running: dict[str, Server]) -> dict[
 
 
 def main(args: argparse.Namespace) -> None:
+    cores = place_on_cores(args.cores)
     print(
         f"{banner('bench_webhooks')}, {os.cpu_count()} CPUs, asyncio default loop; "
         f"each server in its own process, the load generator ({CLIENTS[args.client].name}) "
-        "in this one"
+        f"in this one; {cores}"
     )
     with tempfile.TemporaryDirectory() as profile_dir:
         with servers(args.profile_server, profile_dir) as running:
@@ -560,6 +563,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", help=argparse.SUPPRESS)
+    add_cores_option(parser)
     args = parser.parse_args(argv)
     if args.serve and not args.port:
         parser.error("--serve needs --port")
