@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+import attrs
 import pytest
 from _support import FROM, TO
 
@@ -30,7 +31,13 @@ from voipnumber_async import (
     RetryPolicy,
     SendResult,
 )
-from voipnumber_async._journal import Journal, outcome_row, sent_row, writes_batches
+from voipnumber_async._journal import (
+    Journal,
+    outcome_row,
+    sent_message_row,
+    sent_row,
+    writes_batches,
+)
 from voipnumber_async._models import SentMessage
 from voipnumber_async._rate import RateLimiter
 from voipnumber_async._wire import converter
@@ -497,6 +504,25 @@ async def test_the_journal_gives_back_the_sent_message_whole(tmp_path: Path) -> 
     assert back(1, "hi") == unusual  # its own body kept, where the answer's differed
     assert entries[2].sent is None
     assert (entries[2].outcome, entries[2].error_class) == ("failed", "MessageInvalidError")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"body": "edited"}, {"extra": {"segments": 2}}, {"timestamp_s": 2**70},
+     {"id": "a\x00b", "status": "qu\ud800eued"}],
+    ids=["plain", "other body", "extra", "huge timestamp", "odd text"],
+)  # fmt: skip
+def test_a_sent_messages_row_made_directly_is_the_converters_row(
+    changes: dict[str, object],
+) -> None:
+    created = datetime(2024, 5, 20, 8, 28, 37, tzinfo=timezone.utc)
+    sent = attrs.evolve(
+        SentMessage(id="a1", status="queued", body="hi", timestamp_s=1716193717,
+                    created=created, extra={}),
+        **changes,
+    )  # fmt: skip
+
+    assert sent_message_row(7, sent, "hi") == sent_row(7, converter.unstructure(sent), "hi")
 
 
 @pytest.mark.usefixtures("journal_writes")

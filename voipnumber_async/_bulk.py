@@ -45,7 +45,7 @@ from ._journal import (
     RecordRow,
     content_hash,
     outcome_row,
-    sent_row,
+    sent_message_row,
 )
 from ._models import SentMessage
 from ._rate import RateLimiter
@@ -495,7 +495,8 @@ class AsyncSendMany:
         reserving: deque[tuple[Awaitable[None], list[_Job]]] = deque()
         try:
             async for value in _aiter(self._messages):
-                await self._wait_for_room("window")
+                if self._taken - self._yielded >= self._window:
+                    await self._wait_for_room("window")
                 self._taken += 1
                 batch.append((index, OutgoingMessage.coerce(value)))
                 index += 1
@@ -719,7 +720,7 @@ def _payload(message: OutgoingMessage) -> bytes:
 
 def _record_row(result: SendResult) -> RecordRow:
     if result.sent is not None:
-        return sent_row(result.index, converter.unstructure(result.sent), result.message.body)
+        return sent_message_row(result.index, result.sent, result.message.body)
     error = result.error
     assert error is not None
     outcome: Outcome = "unknown" if error.may_have_been_sent else "failed"
