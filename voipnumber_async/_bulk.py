@@ -117,6 +117,8 @@ class OutgoingMessage:
         """
         if isinstance(value, OutgoingMessage):
             return value
+        if type(value) is tuple and len(value) == 3:  # the usual bulk input, checked first
+            return cls(from_=value[0], to=value[1], body=value[2])
         if isinstance(value, Mapping):
             return cls(
                 from_=value.get("from_", value.get("from")),

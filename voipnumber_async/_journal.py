@@ -26,6 +26,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from typing import Any, Final, Literal, TypeVar
 
 import attrs
@@ -80,8 +81,10 @@ _RECORD_ROWS_PER_STATEMENT: Final = 64
 
 @functools.lru_cache(maxsize=16)
 def _reserve_sql(rows: int) -> str:
-    """Reserve `rows` rows: `(position, content_hash, idempotency_key, now)` each."""
-    values = ", ".join(["(?, ?, ?, 'pending', ?)"] * rows)
+    """Reserve `rows` rows: `now`, then `(position, content_hash, idempotency_key)` each."""
+    values = ", ".join(
+        f"(?{3 * row + 2}, ?{3 * row + 3}, ?{3 * row + 4}, 'pending', ?1)" for row in range(rows)
+    )
     return _RESERVE_ROWS_SQL.format(values=values)
 
 
@@ -347,7 +350,7 @@ class Journal:
                 db.executemany(_RESERVE_ROW_SQL, [(*row, now) for row in rows])
                 return
             for chunk in _chunks(rows, _RESERVE_ROWS_PER_STATEMENT):
-                db.execute(_reserve_sql(len(chunk)), [v for row in chunk for v in (*row, now)])
+                db.execute(_reserve_sql(len(chunk)), [now, *chain.from_iterable(chunk)])
 
     async def record(self, rows: Sequence[RecordRow]) -> None:
         """Commit outcomes, each made by `sent_row` or `outcome_row`."""
@@ -361,7 +364,7 @@ class Journal:
                 db.executemany(_RECORD_ROW_SQL, [(*row[1:], now, row[0]) for row in rows])
                 return
             for chunk in _chunks(rows, _RECORD_ROWS_PER_STATEMENT):
-                db.execute(_record_sql(len(chunk)), [now, *(v for row in chunk for v in row)])
+                db.execute(_record_sql(len(chunk)), [now, *chain.from_iterable(chunk)])
 
     def _transaction(self) -> _Transaction:
         assert self._db is not None
