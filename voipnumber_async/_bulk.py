@@ -376,32 +376,32 @@ class AsyncSendMany:
         self._window = 4 * self._concurrency + reserving
         self._window_low = self._window - max(1, self._window // 4)
         self._taken = self._yielded = 0
-        # Jobs queued for the workers: the producer stops adding at `concurrency` (with
-        # a journal, once a reserved batch is in) and resumes at half that.
+        # Jobs ready for the workers. A producer stops adding at `concurrency` (with a
+        # journal, once a reserved batch is in) and resumes at half that.
+        self._queue: deque[_Job] = deque()
         self._queue_high = self._concurrency
         self._queue_low = self._concurrency // 2
-        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        # Every message read and its job queued (or a stop): workers end when it is empty.
+        self._input_done = False
+        # Set when the producer queued jobs, for workers that found none.
+        self._jobs_queued = asyncio.Event()
         # Set when what the producer (or a reading worker) sleeps for has drained.
         self._room = asyncio.Event()
         self._room_wanted: Literal["window", "queue"] | None = None
         self._stopping = False
-        # Read by the workers themselves (no journal, a plain iterable): jobs ready.
-        self._prepared: deque[_Job] = deque()
-        self._input_done = False
         self._results: asyncio.Queue[SendResult | _End | _Failure] = asyncio.Queue()
         self._reorder: dict[int, SendResult] = {}
         self._next_index = 0
         self._hooks = _Hooks(self._limiter, self.summary)
+        messages: Iterator[MessageLike] | None = None
         if self._journal is None and not isinstance(self._messages, AsyncIterable):
-            messages = iter(self._messages)
+            messages = iter(self._messages)  # read by the workers, no producer
             self._producer: asyncio.Future[None] | None = None
-            self._workers = [
-                asyncio.ensure_future(self._read_and_send(messages))
-                for _ in range(self._concurrency)
-            ]
         else:
             self._producer = asyncio.ensure_future(self._produce())
-            self._workers = [asyncio.ensure_future(self._work()) for _ in range(self._concurrency)]
+        self._workers = [
+            asyncio.ensure_future(self._work(messages)) for _ in range(self._concurrency)
+        ]
         self._tasks = [*self._workers]
         if self._producer is not None:
             self._tasks.append(self._producer)
@@ -422,29 +422,40 @@ class AsyncSendMany:
             return
         self._results.put_nowait(_END)
 
-    async def _read_and_send(self, messages: Iterator[MessageLike]) -> None:
-        # A worker that reads the input itself: no journal, a plain iterable. Whoever
-        # finds no job ready reads a batch; nothing is awaited while it does, so the
-        # workers share the iterator safely and each message gets the next index.
-        prepared = self._prepared
+    async def _work(self, messages: Iterator[MessageLike] | None) -> None:
+        """A worker: send the next job queued, until the input is done.
+
+        With `messages` (no journal, a plain iterable) there is no producer: a worker
+        that finds no job queued reads the next few messages itself. Nothing is awaited
+        while it does, so the workers share the iterator safely and each message gets
+        the next index.
+        """
+        queue = self._queue
         while not self._stopping:
-            if prepared:
-                await self._send_job(prepared.popleft())
-                continue
-            if self._input_done:
+            if queue:
+                job = queue.popleft()
+                if self._room_wanted is not None:
+                    self._make_room()
+                await self._send_job(job)
+            elif self._input_done:
                 return
-            room = self._window - (self._taken - self._yielded)
-            if room <= 0:
+            elif messages is None:  # the producer's to fill
+                self._jobs_queued.clear()
+                await self._jobs_queued.wait()
+            elif self._taken - self._yielded >= self._window:
                 await self._wait_for_room("window")
-                continue
-            for _ in range(min(room, _READ_BATCH)):
-                value = next(messages, _END)
-                if isinstance(value, _End):
-                    self._input_done = True
-                    break
-                job = self._take(value)
-                if job is not None:
-                    prepared.append(job)
+            else:
+                self._read_batch(messages)
+
+    def _read_batch(self, messages: Iterator[MessageLike]) -> None:
+        for _ in range(min(_READ_BATCH, self._window - (self._taken - self._yielded))):
+            value = next(messages, _END)
+            if isinstance(value, _End):
+                self._input_done = True
+                return
+            job = self._take(value)
+            if job is not None:
+                self._queue.append(job)
 
     async def _produce(self) -> None:
         if self._journal is not None:
@@ -453,11 +464,15 @@ class AsyncSendMany:
             async for value in _aiter(self._messages):
                 job = self._take(value)
                 if job is not None:
-                    self._queue.put_nowait(job)
+                    self._queue_job(job)
                 await self._wait_for_room("queue")
                 await self._wait_for_room("window")
-        for _ in self._workers:
-            self._queue.put_nowait(None)
+        self._input_done = True
+        self._jobs_queued.set()
+
+    def _queue_job(self, job: _Job) -> None:
+        self._queue.append(job)
+        self._jobs_queued.set()
 
     def _take(self, value: MessageLike) -> _Job | None:
         """Count a message read from the input; its job, or None if it is invalid."""
@@ -469,7 +484,7 @@ class AsyncSendMany:
     def _has_room(self, room_for: Literal["window", "queue"]) -> bool:
         if room_for == "window":
             return self._taken - self._yielded < self._window
-        return self._queue.qsize() < self._queue_high
+        return len(self._queue) < self._queue_high
 
     async def _wait_for_room(self, room_for: Literal["window", "queue"]) -> None:
         """Sleep until the window (or the queue) has drained to its low mark."""
@@ -483,7 +498,7 @@ class AsyncSendMany:
         if self._room_wanted == "window":
             drained = self._taken - self._yielded <= self._window_low
         else:
-            drained = self._queue.qsize() <= self._queue_low
+            drained = len(self._queue) <= self._queue_low
         if drained:
             self._room_wanted = None
             self._room.set()
@@ -521,8 +536,8 @@ class AsyncSendMany:
     async def _queue_jobs(self, reservation: Awaitable[None], jobs: list[_Job]) -> None:
         await reservation  # committed before anything is sent
         await self._wait_for_room("queue")
-        for job in jobs:
-            self._queue.put_nowait(job)
+        self._queue.extend(jobs)
+        self._jobs_queued.set()
 
     def _job(self, index: int, message: OutgoingMessage, key: str) -> _Job | None:
         """The job that sends `message`; None if it is invalid (its result is delivered)."""
@@ -594,17 +609,6 @@ class AsyncSendMany:
             return True
         return False
 
-    async def _work(self) -> None:
-        # A worker taking jobs from the producer's queue.
-        queue = self._queue
-        while True:
-            job = queue.get_nowait() if queue.qsize() else await queue.get()
-            if self._room_wanted is not None:
-                self._make_room()
-            if job is None:
-                return
-            await self._send_job(job)
-
     async def _send_job(self, job: _Job) -> None:
         try:
             sent = await self._client._send(job.payload, job.key, self._hooks)
@@ -667,15 +671,15 @@ class AsyncSendMany:
             return
         self._state = "closed"
         self.summary.finished_at = time.monotonic()
-        # No worker reads another message; one asleep for room wakes to see that.
+        # No worker takes another job (each stops after the one in flight); one asleep
+        # for room or for jobs wakes to see that. Queued jobs are never sent: with a
+        # journal they are still outstanding, recorded as unsent below.
         self._stopping = True
         self._room.set()
+        self._jobs_queued.set()
         if self._producer is not None:
             self._producer.cancel()
-        while not self._queue.empty():  # queued, never to be sent: still outstanding
-            self._queue.get_nowait()
-        for _ in self._workers:
-            self._queue.put_nowait(None)  # each worker stops after its message in flight
+        self._queue.clear()
         running = [w for w in self._workers if not w.done()]
         if running:
             _, late = await asyncio.wait(running, timeout=DRAIN_TIMEOUT_S)
