@@ -13,7 +13,8 @@ The sandbox runs in a process of its own, started by this script (`--serve PORT`
 a `Sandbox(record=False)` with nothing logged, whose accepted messages and stored
 idempotent answers are counted and dropped every `TRIM_EVERY` messages, so that its
 memory and speed stay the same over a million messages. (`voipnumber sandbox` keeps
-them all and logs every request.) This process's CPU is spent on the clients alone.
+them all and logs every request.) This process's CPU is spent on the clients alone,
+and by default the two processes run on cores of their own (`--cores`).
 
 - Throughput: each round sends `--messages` messages, taken one at a time from a
   generator of `(from_, to, body)` tuples (a different recipient each), by three

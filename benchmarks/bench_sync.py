@@ -6,10 +6,12 @@ over the async client awaited directly, both measured in the same run, is at mos
 least 0.8x the throughput of the async client at concurrency 32.
 
 The sandbox (`voipnumber sandbox`) runs in a separate process, so that this process's
-CPU and GIL are spent on the clients alone. The async client runs on an event loop in
-the main thread; the sync client (`VoipNumber`) runs the same async client on the
-portal's loop in its daemon thread, and is called from the main thread (sequential) or
-from 32 threads sharing one client (throughput).
+CPU and GIL are spent on the clients alone, and by default on cores of its own
+(`--cores split`; `--cores shared` lets the 33 threads and the sandbox mix, which on a
+small machine measures their contention rather than the client). The async client runs
+on an event loop in the main thread; the sync client (`VoipNumber`) runs the same async
+client on the portal's loop in its daemon thread, and is called from the main thread
+(sequential) or from 32 threads sharing one client (throughput).
 
 - Sequential: one send at a time, each timed with `perf_counter`, in blocks that
   alternate between the clients (async, sync, sync, async, ...) so that drift in the

@@ -12,7 +12,8 @@ Two servers, each in its own process on 127.0.0.1 (`access_log=None`, one core e
 - bare: an aiohttp handler on the same path that does `json.loads(await request.read())`
   and answers `{"status": "accepted"}`.
 
-The load generator is this process, on the other core: an aiohttp client with a pool of
+The load generator is this process, on cores of its own (`--cores split`, the
+default; the servers on the rest): an aiohttp client with a pool of
 `--concurrency` connections and as many workers, posting deliveries with the documented
 headers (`WEBHOOK_HEADERS`) to `?secret=SECRET`. Every delivery is the fixture's JSON
 with its own `mdr_id` (a redelivery would be deduplicated, and answered without calling
