@@ -191,9 +191,10 @@ class Portal:
             # (dynamic) threshold, and the shrunk buffer never does: measured on this
             # thread, every read cost an mmap, an mremap and an munmap, the munmap a TLB
             # flush on each core the process runs on; with 32 threads calling, a third
-            # of the CPU. Freeing one larger block raises the threshold as glibc
+            # of the CPU. Freeing one larger block, whole, raises the threshold as glibc
             # intends, and those buffers then come from the heap.
-            del bytearray(_PRIME_ALLOCATOR_BYTES)[:]
+            block = bytes(_PRIME_ALLOCATOR_BYTES)
+            del block
             asyncio.set_event_loop(loop)
             self._thread_id = threading.get_ident()
             loop.call_soon(started.set)
