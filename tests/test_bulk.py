@@ -270,6 +270,22 @@ async def test_an_input_that_raises_ends_the_run_with_its_error(
     assert {result.message.body for result in yielded} <= set(accepted)
 
 
+async def test_an_input_that_cannot_be_iterated_fails_the_first_step_and_nothing_else(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    class Unreadable:
+        def __iter__(self) -> Iterator[tuple[str, str, str]]:
+            raise OSError("the file is gone")
+
+    run = bulk_client.sms.send_many(Unreadable())
+    with pytest.raises(OSError, match="the file is gone"):
+        await anext(run)
+    with pytest.raises(StopAsyncIteration):  # closed, not half-started
+        await anext(run)
+    await run.aclose()
+    assert sandbox.messages == []
+
+
 @pytest.mark.parametrize(
     ("arguments", "field"),
     [({"concurrency": 0}, "concurrency"), ({"rate_limit": 0}, "rate_limit"),

@@ -362,12 +362,16 @@ class AsyncSendMany:
     async def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.summary = BulkSummary()
-        if self._journal_path is not None:
-            try:
+        # Without a journal, a plain iterable is read by the workers: no producer.
+        messages: Iterator[MessageLike] | None = None
+        try:
+            if self._journal_path is not None:
                 self._journal = await Journal.open(self._journal_path)
-            except BaseException:
-                self._state = "closed"  # nothing was started: nothing to stop
-                raise
+            elif not isinstance(self._messages, AsyncIterable):
+                messages = iter(self._messages)
+        except BaseException:
+            self._state = "closed"  # nothing was started: nothing to stop
+            raise
         self._state = "running"
         # In flight, queued, and the batches being reserved, with room to spare.
         reserving = (_RESERVE_AHEAD + 2) * _RESERVE_BATCH if self._journal is not None else 0
@@ -393,11 +397,8 @@ class AsyncSendMany:
         self._reorder: dict[int, SendResult] = {}
         self._next_index = 0
         self._hooks = _Hooks(self._limiter, self.summary)
-        messages: Iterator[MessageLike] | None = None
-        if self._journal is None and not isinstance(self._messages, AsyncIterable):
-            messages = iter(self._messages)  # read by the workers, no producer
-            self._producer: asyncio.Future[None] | None = None
-        else:
+        self._producer: asyncio.Future[None] | None = None
+        if messages is None:
             self._producer = asyncio.ensure_future(self._produce())
         self._workers = [
             asyncio.ensure_future(self._work(messages)) for _ in range(self._concurrency)
