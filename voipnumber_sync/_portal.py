@@ -9,8 +9,8 @@ client and no session ever meets a second loop.
 - After `os.fork()` the child starts a fresh loop of its own on its first call.
 - Ctrl-C in a blocking call cancels the coroutine (and so its request) and re-raises.
 - A call is started by the loop itself when it next polls for I/O; only a call made
-  while the loop sleeps in that poll writes to its wake-up pipe. A busy loop is never
-  woken, and many threads calling at once cost one wake-up, not one each.
+  while the loop sleeps in that poll writes to its wake-up pipe, so a busy loop is
+  never woken.
 - A call from the portal's own thread (a hook run by the client, say) would wait on
   itself forever, so it raises instead.
 """
@@ -89,14 +89,12 @@ class _Call:
 class _Submissions:
     """Calls submitted from callers' threads, not yet started on the loop."""
 
-    __slots__ = ("calls", "polling", "wakeup_pending")
+    __slots__ = ("calls", "polling")
 
     def __init__(self) -> None:
         self.calls: deque[_Call] = deque()
         #: The loop is in, or about to enter, a poll that may sleep.
         self.polling = False
-        #: A caller has written to the loop's wake-up pipe since the loop last polled.
-        self.wakeup_pending = False
 
     def start_all(self, loop: asyncio.AbstractEventLoop) -> None:
         calls = self.calls
@@ -134,7 +132,6 @@ class _StartingSelector(selectors.BaseSelector):
             events = self._selector.select(timeout)
         finally:
             submissions.polling = False
-        submissions.wakeup_pending = False
         if submissions.calls and self.loop is not None:
             submissions.start_all(self.loop)
         return events
@@ -232,8 +229,10 @@ class Portal:
         call = _Call(function, args, kwargs)
         submissions = self._submissions
         submissions.calls.append(call)
-        if submissions.polling and not submissions.wakeup_pending:
-            submissions.wakeup_pending = True
+        if submissions.polling:
+            # No "already woken" mark to save a write: a mark set without its write
+            # (a thread switch, a Ctrl-C between the two) would leave later callers
+            # waiting on a loop that nobody woke. Extra writes only when it sleeps.
             loop.call_soon_threadsafe(submissions.start_all, loop)
         try:
             call.wait()
