@@ -174,10 +174,11 @@ def parse_service_datetime(value: str) -> datetime:
             int(second),
             tzinfo=timezone.utc,
         )
-    except (ValueError, KeyError) as error:
+    except (ValueError, KeyError, OverflowError) as error:
+        # OverflowError: a year of many digits (int() takes it; datetime() cannot).
         raise ValueError(
-            f"expected a date such as '20 May 2024 08:28:37', got {value!r}"
-        ) from error
+            f"expected a date such as '20 May 2024 08:28:37', got {value[:64]!r}"
+        ) from None
 
 
 # The journal of a bulk run writes the `created` of every message sent: the same few.
@@ -362,16 +363,31 @@ class Answer:
     body: bytes
 
 
-def _json_or_none(body: bytes) -> Any:
-    """The JSON value of `body`, or None if it holds none."""
+def load_json(text: str | bytes) -> Any:
+    """The JSON value of `text`; `ValueError` (never anything else) if it holds none.
+
+    Nesting deeper than the interpreter's recursion limit (`[[[[...`, a few dozen KiB
+    from a hostile peer) is refused as the ValueError it is, not a RecursionError.
+    """
     try:
         # UTF-8, as JSON between systems must be: a third cheaper than `json.loads` on
         # bytes, which first sniffs the encoding.
-        return _decode_json(body.decode())
+        return _decode_json(text) if isinstance(text, str) else _decode_json(text.decode())
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to decode") from None
     except ValueError:
-        pass
+        if isinstance(text, str):
+            raise
     try:
-        return json.loads(body)  # a byte order mark, or UTF-16/32: json.loads knows them
+        return json.loads(text)  # a byte order mark, or UTF-16/32: json.loads knows them
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to decode") from None
+
+
+def _json_or_none(body: bytes) -> Any:
+    """The JSON value of `body`, or None if it holds none."""
+    try:
+        return load_json(body)
     except ValueError:
         return None
 
