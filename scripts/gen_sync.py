@@ -44,6 +44,8 @@ PACKAGE = "voipnumber_async"
 CONSTRUCTIBLE = "AsyncVoipNumber"
 LINE_LENGTH = 100
 
+#: Constructor parameters that hold a secret, dropped from the frame once passed on.
+SECRET_PARAMETERS = frozenset({"api_token"})
 #: Renames of methods whose sync twin has another name.
 METHOD_NAMES = {
     "aclose": "close",
@@ -265,8 +267,27 @@ def method(function: ast.FunctionDef | ast.AsyncFunctionDef, wrapped: set[str]) 
         lines += _returning(call, returns_wrapped(returns, wrapped), returns)
     else:
         call = wrap_call(f"{target}(", arguments, ")", "        ")
-        lines += _returning(call, returns_wrapped(returns, wrapped), returns)
+        lines += dropping_secrets(
+            _returning(call, returns_wrapped(returns, wrapped), returns), params
+        )
     return Member(lines, used)
+
+
+def dropping_secrets(body: list[str], params: list[Parameter]) -> list[str]:
+    """`body`, then the secrets among `params` deleted from the frame, even if it raises.
+
+    An error raised by the async twin passes through the sync frame too: it must not
+    hold a token in its locals (error trackers record them).
+    """
+    secrets = [p.name for p in params if p.name in SECRET_PARAMETERS]
+    if not secrets:
+        return body
+    return [
+        "        try:",
+        *("    " + line for line in body),
+        "        finally:",
+        "            del " + ", ".join(secrets),
+    ]
 
 
 def _returning(call: list[str], wrapper: str | None, returns: str | None) -> list[str]:
@@ -441,9 +462,10 @@ def constructor(
 ) -> Member:
     params = parameters(node)
     lines = wrap_call("def __init__(", declarations(params), ") -> None:", "    ")
-    lines += wrap_call(
+    call = wrap_call(
         "self._async = " + async_name + "(", [p.argument() for p in params], ")", "        "
     )
+    lines += dropping_secrets(call, params)
     lines.append("        self._portal = portal()")
     for attribute, annotation in attributes:
         if annotation in wrapped:

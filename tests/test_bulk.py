@@ -39,7 +39,6 @@ from voipnumber_async._journal import (
     writes_batches,
 )
 from voipnumber_async._models import SentMessage
-from voipnumber_async._rate import RateLimiter
 from voipnumber_async._wire import converter
 from voipnumber_async.sandbox import Fault, Sandbox
 
@@ -447,49 +446,7 @@ def test_the_sync_client_sends_many_as_a_plain_iterator(voipnumber_sandbox: Sand
     assert len(voipnumber_sandbox.messages) == 200
 
 
-# --- the limiter, on a fake clock -------------------------------------------------------------
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-async def test_the_limiter_spaces_slots_evenly() -> None:
-    fake = FakeTime()
-    limiter = RateLimiter(10.0, clock=fake.clock, sleep=fake.sleep)
-    starts = []
-    for _ in range(5):
-        await limiter.acquire()
-        starts.append(round(fake.now, 6))
-
-    assert starts == [0.0, 0.1, 0.2, 0.3, 0.4]
-
-
-async def test_a_429_pauses_then_halves_then_recovers_up_to_the_target() -> None:
-    fake = FakeTime()
-    limiter = RateLimiter(100.0, clock=fake.clock, sleep=fake.sleep)
-    await limiter.acquire()
-
-    limiter.rate_limited(retry_after=2.0)
-    limiter.rate_limited(retry_after=2.0)  # its siblings' 429s: one pause, not three
-    await limiter.acquire()
-
-    assert fake.now >= 2.0
-    assert limiter.rate == 50.0
-    assert limiter.pauses == 1
-    fake.now += 5.5
-    await limiter.acquire()
-    assert limiter.rate == pytest.approx(75.0)  # +5% of the target per second
-    fake.now += 100
-    await limiter.acquire()
-    assert limiter.rate == 100.0  # never above the target
+# --- the journal ---------------------------------------------------------------------------
 
 
 @pytest.mark.usefixtures("journal_writes")

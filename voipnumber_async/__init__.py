@@ -46,6 +46,7 @@ from ._errors import (
     OutcomeUnknownError,
     PayloadTooLargeError,
     RateLimitError,
+    RunStoppedError,
     ServiceUnavailableError,
     UnexpectedResponseError,
     UnsupportedContentTypeError,
@@ -54,6 +55,7 @@ from ._errors import (
     WebhookError,
 )
 from ._models import InboundMessage, MessageStatus, MessageType, SentMessage
+from ._rate import LocalPacer, Pacer
 from ._retry import RetryEvent, RetryPolicy
 from ._segments import SegmentEstimate, estimate_segments
 from ._version import __version__
@@ -82,6 +84,7 @@ __all__ = [
     "InvalidRequestError",
     "InvalidSecretError",
     "JournalMismatchError",
+    "LocalPacer",
     "MessageInvalidError",
     "MessageLike",
     "MessageStatus",
@@ -91,10 +94,12 @@ __all__ = [
     "NumberOwnershipError",
     "OutcomeUnknownError",
     "OutgoingMessage",
+    "Pacer",
     "PayloadTooLargeError",
     "RateLimitError",
     "RetryEvent",
     "RetryPolicy",
+    "RunStoppedError",
     "SegmentEstimate",
     "SendResult",
     "SentMessage",

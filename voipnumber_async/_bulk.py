@@ -8,8 +8,13 @@ input ──producer──▶ queue (concurrency) ──▶ workers (concurrency
 
 The input is read lazily, one message at a time, and never more than `window` ahead
 of what the caller has consumed, so memory does not grow with the input. Every
-attempt (retries included) takes a slot from one `RateLimiter`, which a 429 pauses
-for all workers at once.
+attempt (retries included) goes through the client's one send path
+(`_sender.Sender`), which asks the run's pacer for a turn: a 429 pauses every worker.
+
+A stop (`stop()`, `aclose()`, a cancelled iteration) starts no further request: a
+worker that is waiting is cancelled, and its message is not sent; only a request on
+the wire may finish, within a drain; every message taken gets one result, and the
+journal records the unsent ones as such.
 
 Hand-offs between tasks cost per batch, not per message. Without a journal, from a
 plain (not async) iterable, there is no producer: a worker that finds no message ready
@@ -27,7 +32,7 @@ import warnings
 from collections import Counter, deque
 from collections.abc import AsyncIterable, Awaitable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Union
+from typing import Any, Final, Literal, Union
 
 import attrs
 
@@ -35,7 +40,7 @@ from ._errors import (
     ConfigurationError,
     InvalidRequestError,
     OutcomeUnknownError,
-    RateLimitError,
+    RunStoppedError,
     VoipNumberError,
 )
 from ._journal import (
@@ -48,12 +53,10 @@ from ._journal import (
     sent_message_row,
 )
 from ._models import SentMessage
-from ._rate import RateLimiter
+from ._rate import ChainedPacer, LocalPacer, Pacer
+from ._sender import Sender, SendWatch, Stopped
 from ._validation import check_body, check_idempotency_key, check_number
 from ._wire import converter, encode_send_request, new_idempotency_key
-
-if TYPE_CHECKING:
-    from ._client import AsyncVoipNumber
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -150,7 +153,8 @@ class SendResult:
         index: Its position in the input, from 0.
         message: The message.
         sent: The message as the service queued it; `None` if it was not sent.
-        error: Why not; `may_have_been_sent` tells a failure from an unknown outcome.
+        error: Why not; `may_have_been_sent` tells a failure from an unknown outcome,
+            and a `RunStoppedError` a message the run was stopped before sending.
         idempotency_key: The key it was (or would have been) sent with.
         resumed: Decided by the journal of an earlier run, not by a request now: sent
             then, or an unknown outcome reported for review.
@@ -169,11 +173,18 @@ class SendResult:
         return self.sent is not None
 
     @property
-    def outcome(self) -> Literal["sent", "failed", "unknown"]:
-        """`sent`, `failed` (certainly not sent) or `unknown` (may have been sent)."""
+    def outcome(self) -> Literal["sent", "failed", "unknown", "not_sent"]:
+        """What became of the message, in a word.
+
+        `sent`; `failed` (certainly not sent); `unknown` (may have been sent); or
+        `not_sent`: the run was stopped before sending it, and a resume sends it.
+        """
         if self.sent is not None:
             return "sent"
-        return "unknown" if self.error is not None and self.error.may_have_been_sent else "failed"
+        error = self.error
+        if error is not None and error.may_have_been_sent:
+            return "unknown"
+        return "not_sent" if isinstance(error, RunStoppedError) else "failed"
 
 
 @attrs.define(kw_only=True)
@@ -186,8 +197,9 @@ class BulkSummary:
         already_sent: Messages the journal showed sent by an earlier run.
         failed: Messages certainly not sent, by error class name.
         unknown: Messages that may have been sent (outcome unknown).
+        not_sent: Messages the run was stopped before sending (`RunStoppedError`).
         attempts: Requests made, retries included.
-        rate_limited: Times a 429 paused every worker.
+        rate_limited: 429 answers the run's requests were given.
         elapsed_s: Seconds since the run started.
     """
 
@@ -196,6 +208,7 @@ class BulkSummary:
     already_sent: int = 0
     failed: Counter[str] = attrs.field(factory=Counter)
     unknown: int = 0
+    not_sent: int = 0
     attempts: int = 0
     rate_limited: int = 0
     started_at: float = attrs.field(factory=time.monotonic, repr=False)
@@ -203,7 +216,7 @@ class BulkSummary:
 
     @property
     def failed_total(self) -> int:
-        """Messages certainly not sent, of any class."""
+        """Messages certainly not sent, of any class (those not sent by a stop aside)."""
         return sum(self.failed.values())
 
     @property
@@ -224,15 +237,21 @@ class BulkSummary:
     @property
     def all_sent(self) -> bool:
         """Whether every message was sent (in this run or an earlier one)."""
-        return self.failed_total == 0 and self.unknown == 0
+        return self.failed_total == 0 and self.unknown == 0 and self.not_sent == 0
 
 
-@attrs.frozen
 class _Job:
-    index: int
-    message: OutgoingMessage
-    key: str
-    payload: bytes
+    """One message taken from the input; its key and request body once it may be sent."""
+
+    __slots__ = ("index", "key", "message", "payload")
+
+    def __init__(
+        self, index: int, message: OutgoingMessage, key: str | None = None, payload: bytes = b""
+    ) -> None:
+        self.index = index
+        self.message = message
+        self.key = key
+        self.payload = payload
 
 
 class _End:
@@ -252,7 +271,8 @@ class AsyncSendMany:
 
     An async iterator, and an async context manager that stops the run cleanly when
     left early (`break`, an exception): prefer `async with`. `summary` holds the
-    running totals.
+    running totals; `stop()` ends the run early and still yields a result for every
+    message taken.
     """
 
     summary: BulkSummary
@@ -260,11 +280,11 @@ class AsyncSendMany:
 
     def __init__(
         self,
-        client: AsyncVoipNumber,
+        sender: Sender,
         messages: Iterable[MessageLike] | AsyncIterable[MessageLike],
         *,
         concurrency: int,
-        rate_limit: float | None,
+        rate_limit: float | Pacer | None,
         journal: str | os.PathLike[str] | None,
         ordered: bool,
         resend_unknown: bool,
@@ -273,16 +293,17 @@ class AsyncSendMany:
             raise ConfigurationError(
                 f"concurrency must be a whole number >= 1, got {concurrency!r}", field="concurrency"
             )
-        try:
-            self._limiter = RateLimiter(rate_limit)
-        except ValueError as error:
-            raise ConfigurationError(str(error), field="rate_limit") from None
+        self._pacer: Pacer | None
+        if rate_limit is None or isinstance(rate_limit, Pacer):
+            self._pacer = rate_limit  # None: the client's pacer alone
+        else:
+            self._pacer = ChainedPacer(sender.pacer, LocalPacer(rate_limit))
         if not isinstance(messages, (Iterable, AsyncIterable)):
             raise ConfigurationError(
                 f"messages must be an iterable or async iterable, got {type(messages).__name__}",
                 field="messages",
             )
-        self._client = client
+        self._sender = sender
         self._messages = messages
         self._concurrency = concurrency
         self._journal_path = journal
@@ -292,9 +313,11 @@ class AsyncSendMany:
         self._state: Literal["new", "running", "closed"] = "new"
         self._journal: Journal | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
-        # Reserved in the journal and not yet answered: what a stop must account for.
-        self._outstanding: set[int] = set()
+        self._tasks: list[asyncio.Future[Any]] = []
+        self._halting: asyncio.Future[None] | None = None
+        #: Every message taken from the input that has no result yet: what a stop
+        #: gives a `RunStoppedError` result (recorded as unsent).
+        self._pending: dict[int, _Job] = {}
         self._records: list[RecordRow] = []
 
     # --- iteration ------------------------------------------------------------------
@@ -303,7 +326,7 @@ class AsyncSendMany:
         return self
 
     async def __anext__(self) -> SendResult:
-        """The next result; `StopAsyncIteration` once every message has one."""
+        """The next result; `StopAsyncIteration` once every message taken has one."""
         if self._state == "new":
             await self._start()
         elif self._state == "closed":
@@ -312,26 +335,52 @@ class AsyncSendMany:
         try:
             item = results.get_nowait() if results.qsize() else await results.get()
         except asyncio.CancelledError:
-            await self._stop()
+            await self._close()
             raise
         if isinstance(item, SendResult):
             self._yielded += 1
             if self._room_wanted is not None:
                 self._make_room()
             return item
-        await self._stop()
+        await self._close()
         if isinstance(item, _Failure):
             raise item.error
         raise StopAsyncIteration
 
+    def stop(self) -> None:
+        """End the run early; keep iterating to get a result for every message taken.
+
+        No request starts after this. Requests on the wire may finish for a few seconds
+        (`DRAIN_TIMEOUT_S`); any still unanswered then is cancelled, its outcome
+        unknown. Every other message taken from the input (waiting for its turn, a
+        backoff, a 429 pause or a connection, or not yet started) gets a result whose
+        error is a `RunStoppedError`, recorded in the journal as not sent, so that a
+        resumed run sends it. The input is read no further.
+
+        Safe to call from any thread and from a signal handler; does nothing once
+        the run is over.
+        """
+        loop = self._loop
+        if loop is None or self._state != "running":
+            if self._state == "new":
+                self._state = "closed"  # never started: nothing taken, nothing to yield
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            self._begin_stop()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(self._begin_stop)
+
     async def aclose(self) -> None:
         """Stop the run early, leaving the journal consistent. Safe to call twice.
 
-        No new message is taken; requests in flight may finish for a few seconds, then
-        are cancelled and recorded as outcome unknown; messages queued but not sent are
-        recorded as never sent, so a resumed run sends them.
+        As `stop()`, then the results not yet yielded are dropped: the journal has
+        each of them (messages not sent are recorded so, and a resumed run sends them).
         """
-        await self._stop()
+        await self._close()
 
     async def __aenter__(self) -> AsyncSendMany:
         return self
@@ -396,19 +445,19 @@ class AsyncSendMany:
         self._results: asyncio.Queue[SendResult | _End | _Failure] = asyncio.Queue()
         self._reorder: dict[int, SendResult] = {}
         self._next_index = 0
-        self._hooks = _Hooks(self._limiter, self.summary)
         self._producer: asyncio.Future[None] | None = None
         if messages is None:
             self._producer = asyncio.ensure_future(self._produce())
+        self._watches = [SendWatch() for _ in range(self._concurrency)]
         self._workers = [
-            asyncio.ensure_future(self._work(messages)) for _ in range(self._concurrency)
+            asyncio.ensure_future(self._work(messages, watch)) for watch in self._watches
         ]
         self._tasks = [*self._workers]
         if self._producer is not None:
             self._tasks.append(self._producer)
         if self._journal is not None:
             self._tasks.append(asyncio.ensure_future(self._record_periodically()))
-        self._tasks.append(asyncio.ensure_future(self._supervise()))
+        self._supervisor = asyncio.ensure_future(self._supervise())
 
     async def _supervise(self) -> None:
         try:
@@ -423,7 +472,7 @@ class AsyncSendMany:
             return
         self._results.put_nowait(_END)
 
-    async def _work(self, messages: Iterator[MessageLike] | None) -> None:
+    async def _work(self, messages: Iterator[MessageLike] | None, watch: SendWatch) -> None:
         """A worker: send the next job queued, until the input is done.
 
         With `messages` (no journal, a plain iterable) there is no producer: a worker
@@ -437,7 +486,7 @@ class AsyncSendMany:
                 job = queue.popleft()
                 if self._room_wanted is not None:
                     self._make_room()
-                await self._send_job(job)
+                await self._send_job(job, watch)
             elif self._input_done:
                 return
             elif messages is None:  # the producer's to fill
@@ -480,7 +529,9 @@ class AsyncSendMany:
         index = self._taken
         self._taken += 1
         message = OutgoingMessage.coerce(value)
-        return self._job(index, message, message.idempotency_key or new_idempotency_key())
+        job = _Job(index, message, message.idempotency_key or new_idempotency_key())
+        self._pending[index] = job
+        return job if self._prepare(job) else None
 
     def _has_room(self, room_for: Literal["window", "queue"]) -> bool:
         if room_for == "window":
@@ -505,8 +556,7 @@ class AsyncSendMany:
             self._room.set()
 
     async def _produce_reserved(self, journal: Journal) -> None:
-        index = 0
-        batch: list[tuple[int, OutgoingMessage]] = []
+        batch: list[_Job] = []
         # Batches whose reservation is being committed, their jobs waiting for it: the
         # journal's thread writes these while the workers take from the queue, so the
         # queue does not run dry for the length of a commit.
@@ -515,9 +565,13 @@ class AsyncSendMany:
             async for value in _aiter(self._messages):
                 if self._taken - self._yielded >= self._window:
                     await self._wait_for_room("window")
+                    if self._stopping:
+                        break  # `value` was read but not taken: the input's next message
+                index = self._taken
                 self._taken += 1
-                batch.append((index, OutgoingMessage.coerce(value)))
-                index += 1
+                job = _Job(index, OutgoingMessage.coerce(value))
+                self._pending[index] = job
+                batch.append(job)
                 if len(batch) >= _RESERVE_BATCH:
                     reserving.append(await self._reserve(journal, batch))
                     batch = []
@@ -528,8 +582,8 @@ class AsyncSendMany:
             while reserving:
                 await self._queue_jobs(*reserving.popleft())
         finally:
-            # Stopped with reservations still being committed: their jobs are recorded
-            # as unsent by the stop; a write that failed is not news to anyone now.
+            # Stopped with reservations still being committed: their jobs get their
+            # results from the stop; a write that failed is not news to anyone now.
             for reservation, _ in reserving:
                 if isinstance(reservation, asyncio.Future):
                     reservation.add_done_callback(_retrieve)
@@ -540,53 +594,52 @@ class AsyncSendMany:
         self._queue.extend(jobs)
         self._jobs_queued.set()
 
-    def _job(self, index: int, message: OutgoingMessage, key: str) -> _Job | None:
-        """The job that sends `message`; None if it is invalid (its result is delivered)."""
+    def _prepare(self, job: _Job) -> bool:
+        """Make `job`'s request body; False if it is invalid (its result is then delivered)."""
         try:
-            payload = _payload(message)
+            job.payload = _payload(job.message)
         except InvalidRequestError as error:
-            self._deliver(
-                SendResult(index=index, message=message, error=error, idempotency_key=key)
-            )
-            return None
-        return _Job(index, message, key, payload)
+            self._deliver(SendResult(index=job.index, message=job.message, error=error,
+                                     idempotency_key=job.key))  # fmt: skip
+            return False
+        return True
 
     async def _reserve(
-        self, journal: Journal, batch: list[tuple[int, OutgoingMessage]]
+        self, journal: Journal, batch: list[_Job]
     ) -> tuple[Awaitable[None], list[_Job]]:
         """Validate, consult and reserve in the journal: the jobs, once it is committed."""
+        first, last = batch[0].index, batch[-1].index
         entries = {}
         # Only an earlier run's positions have entries: a fresh journal is never read.
-        if journal.last_position is not None and batch[0][0] <= journal.last_position:
-            entries = await journal.entries(batch[0][0], batch[-1][0])
+        if journal.last_position is not None and first <= journal.last_position:
+            entries = await journal.entries(first, last)
         reserve: list[tuple[int, str, str]] = []
         jobs: list[_Job] = []
-        for index, message in batch:
-            entry = entries.get(index)
+        for job in batch:
+            message = job.message
+            entry = entries.get(job.index)
             digest = content_hash(message.from_, message.to, message.body, message.idempotency_key)
             if entry is not None and entry.content_hash != digest:
                 raise JournalMismatchError(
-                    f"message {index} differs from the one journal {self._journal_path!s} "
+                    f"message {job.index} differs from the one journal {self._journal_path!s} "
                     "recorded at that position: this is another input (or another order). "
                     "Use a new journal file for a new campaign.",
                     field="journal",
                 )
-            key = (
+            job.key = (
                 entry.idempotency_key if entry else message.idempotency_key or new_idempotency_key()
             )
-            if entry is not None and self._from_journal(index, message, entry):
+            if entry is not None and self._from_journal(job, entry):
                 continue
-            reserve.append((index, digest, key))  # an invalid one too: its failure is recorded
-            job = self._job(index, message, key)
-            if job is not None:
+            # An invalid one too: its failure is recorded.
+            reserve.append((job.index, digest, job.key))
+            if self._prepare(job):
                 jobs.append(job)
-        # Outstanding from the moment the reservation is submitted: a stop before these
-        # are queued must still record them (the write itself completes) as unsent.
-        self._outstanding.update(job.index for job in jobs)
         return journal.reserve(reserve), jobs
 
-    def _from_journal(self, index: int, message: OutgoingMessage, entry: JournalEntry) -> bool:
-        """Yield what an earlier run decided for `index`; `False` if it must be sent."""
+    def _from_journal(self, job: _Job, entry: JournalEntry) -> bool:
+        """Yield what an earlier run decided for `job`; `False` if it must be sent."""
+        index, message = job.index, job.message
         if entry.outcome == "sent" and entry.sent is not None:
             sent = converter.structure({"body": message.body, **entry.sent}, SentMessage)
             self._deliver(
@@ -610,21 +663,51 @@ class AsyncSendMany:
             return True
         return False
 
-    async def _send_job(self, job: _Job) -> None:
+    async def _send_job(self, job: _Job, watch: SendWatch) -> None:
+        assert job.key is not None
+        watch.may_have_been_sent = False
+        result: SendResult
         try:
-            sent = await self._client._send(job.payload, job.key, self._hooks)
+            sent = await self._sender.send(job.payload, job.key, pacer=self._pacer, watch=watch)
         except VoipNumberError as error:
             result = SendResult(index=job.index, message=job.message, error=error,
                                 idempotency_key=job.key)  # fmt: skip
+        except Stopped:
+            result = self._stopped_result(job, watch.may_have_been_sent)
         except asyncio.CancelledError:
-            self._record_unknown(job, "the run stopped while this message was being sent")
+            # Stopped while waiting (nothing sent), or on the wire past the drain.
+            self._deliver(self._stopped_result(job, watch.may_have_been_sent))
+            self._count_attempts(watch)
             raise
         else:
             result = SendResult(index=job.index, message=job.message, sent=sent,
                                 idempotency_key=job.key)  # fmt: skip
+        self._count_attempts(watch)
         self._deliver(result)
         if len(self._records) >= _RECORD_BATCH:
             await self._flush_records()
+
+    def _count_attempts(self, watch: SendWatch) -> None:
+        self.summary.attempts += watch.attempts
+        self.summary.rate_limited += watch.rate_limited
+        watch.attempts = watch.rate_limited = 0
+
+    def _stopped_result(self, job: _Job, may_have_been_sent: bool) -> SendResult:
+        if may_have_been_sent:
+            error: VoipNumberError = OutcomeUnknownError(
+                "the run was stopped while this message's request was on the wire: it may "
+                "have been sent. Review it, or resume with resend_unknown=True to send it "
+                "again with its original idempotency key",
+                idempotency_key=job.key,
+            )
+        else:
+            error = RunStoppedError(
+                "the run was stopped before this message was sent; nothing was sent. "
+                "Resume the run (with the same journal) to send it",
+                idempotency_key=job.key,
+            )
+        return SendResult(index=job.index, message=job.message, error=error,
+                          idempotency_key=job.key)  # fmt: skip
 
     def _deliver(self, result: SendResult, *, record: bool = True) -> None:
         summary = self.summary
@@ -635,11 +718,13 @@ class AsyncSendMany:
                 summary.sent += 1
         elif result.error is not None and result.error.may_have_been_sent:
             summary.unknown += 1
+        elif isinstance(result.error, RunStoppedError):
+            summary.not_sent += 1
         elif result.error is not None:
             summary.failed[type(result.error).__name__] += 1
         if record and self._journal is not None:
             self._records.append(_record_row(result))
-        self._outstanding.discard(result.index)
+        del self._pending[result.index]
         summary.results += 1
         if not self._ordered:
             self._results.put_nowait(result)
@@ -648,13 +733,6 @@ class AsyncSendMany:
         while self._next_index in self._reorder:
             self._results.put_nowait(self._reorder.pop(self._next_index))
             self._next_index += 1
-
-    def _record_unknown(self, job: _Job, why: str) -> None:
-        self._outstanding.discard(job.index)
-        if self._journal is not None:
-            self._records.append(
-                outcome_row(job.index, "unknown", OutcomeUnknownError.__name__, None, why)
-            )
 
     async def _flush_records(self) -> None:
         if self._journal is not None and self._records:
@@ -666,54 +744,61 @@ class AsyncSendMany:
             await asyncio.sleep(_RECORD_INTERVAL_S)
             await self._flush_records()
 
-    async def _stop(self) -> None:
-        if self._state != "running":
-            self._state = "closed"
-            return
-        self._state = "closed"
-        self.summary.finished_at = time.monotonic()
-        # No worker takes another job (each stops after the one in flight); one asleep
-        # for room or for jobs wakes to see that. Queued jobs are never sent: with a
-        # journal they are still outstanding, recorded as unsent below.
+    # --- stopping -------------------------------------------------------------------
+
+    def _begin_stop(self) -> None:
+        if self._state == "running" and self._halting is None:
+            self._halting = asyncio.ensure_future(self._halt())
+
+    async def _halt(self) -> None:
+        """Stop every task; give each message taken a result; then end the iteration.
+
+        Workers waiting (for a turn, a backoff, a 429 pause, a connection, a job) are
+        cancelled at once; those on the wire finish their request (no further
+        attempt) within `DRAIN_TIMEOUT_S`, else are cancelled too.
+        """
         self._stopping = True
-        self._room.set()
-        self._jobs_queued.set()
+        self.summary.finished_at = time.monotonic()
+        self._supervisor.cancel()
         if self._producer is not None:
             self._producer.cancel()
-        self._queue.clear()
-        running = [w for w in self._workers if not w.done()]
-        if running:
-            _, late = await asyncio.wait(running, timeout=DRAIN_TIMEOUT_S)
+        self._room.set()
+        self._jobs_queued.set()
+        self._queue.clear()  # their messages are still pending: they get results below
+        on_wire = []
+        for worker, watch in zip(self._workers, self._watches, strict=True):
+            if worker.done():
+                continue
+            if watch.on_wire:
+                watch.stopping = True
+                on_wire.append(worker)
+            else:
+                worker.cancel()
+        if on_wire:
+            _, late = await asyncio.wait(on_wire, timeout=DRAIN_TIMEOUT_S)
             for worker in late:
                 worker.cancel()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._journal is not None:
-            # Reserved but never handed to a worker, or queued and dropped: not sent.
-            self._records += [outcome_row(i, "unsent") for i in self._outstanding]
-            await self._flush_records()
-            await self._journal.close()
+        await asyncio.gather(*self._tasks, self._supervisor, return_exceptions=True)
+        for job in list(self._pending.values()):
+            self._deliver(self._stopped_result(job, may_have_been_sent=False))
+        await self._flush_records()
+        self._results.put_nowait(_END)
 
-
-class _Hooks:
-    """What the client tells a bulk run about each attempt: its rate slot, its 429s."""
-
-    __slots__ = ("_limiter", "_summary")
-
-    def __init__(self, limiter: RateLimiter, summary: BulkSummary) -> None:
-        self._limiter = limiter
-        self._summary = summary
-
-    def before_attempt(self) -> Awaitable[None] | None:
-        self._summary.attempts += 1
-        return self._limiter.take_slot()
-
-    def after_error(self, error: VoipNumberError) -> None:
-        if isinstance(error, RateLimitError):
-            pauses = self._limiter.pauses
-            self._limiter.rate_limited(error.retry_after)
-            self._summary.rate_limited += self._limiter.pauses - pauses
+    async def _close(self) -> None:
+        if self._state != "running":
+            self._state = "closed"
+            return
+        self._begin_stop()
+        assert self._halting is not None
+        try:
+            # Shielded: a second Ctrl-C must not leave the journal half written.
+            await asyncio.shield(self._halting)
+        finally:
+            self._state = "closed"
+            if self._journal is not None:
+                await self._journal.close()
 
 
 def _payload(message: OutgoingMessage) -> bytes:
@@ -730,7 +815,11 @@ def _record_row(result: SendResult) -> RecordRow:
         return sent_message_row(result.index, result.sent, result.message.body)
     error = result.error
     assert error is not None
-    outcome: Outcome = "unknown" if error.may_have_been_sent else "failed"
+    outcome: Outcome
+    if error.may_have_been_sent:
+        outcome = "unknown"
+    else:
+        outcome = "unsent" if isinstance(error, RunStoppedError) else "failed"
     return outcome_row(result.index, outcome, type(error).__name__, error.code, str(error))
 
 

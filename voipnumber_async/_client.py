@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
-import time
-from collections.abc import AsyncIterable, Awaitable, Iterable
+from collections.abc import AsyncIterable, Iterable
 from types import TracebackType
-from typing import Final, NoReturn, Protocol
+from typing import Final, NoReturn
 
 import attrs
 import yarl
@@ -22,37 +19,24 @@ from ._config import (
     ENV_ACCOUNT_ID,
     ENV_API_TOKEN,
     ENV_BASE_URL,
-    LOGGER_NAME,
     Timeout,
 )
-from ._errors import ClientClosedError, ConfigurationError, RateLimitError, VoipNumberError
+from ._errors import ConfigurationError
 from ._models import SentMessage
-from ._rate import RateLimitPause
-from ._retry import RetryPolicy, retry_after_failure
+from ._rate import LocalPacer, Pacer
+from ._retry import RetryPolicy
+from ._sender import Sender
 from ._transport import Transport, client_timeout
 from ._validation import check_body, check_idempotency_key, check_number
 from ._wire import (
     HEADER_IDEMPOTENCY_KEY,
     SEND_SMS_PATH,
     base_headers,
-    decode_send_answer,
     encode_send_request,
     new_idempotency_key,
 )
 
 __all__ = ["NOT_GIVEN", "AsyncSms", "AsyncVoipNumber", "NotGiven"]
-
-logger = logging.getLogger(LOGGER_NAME)
-
-
-class AttemptHooks(Protocol):
-    """Told of every attempt of a send: how a bulk run paces requests and sees 429s."""
-
-    def before_attempt(self) -> Awaitable[None] | None:
-        """Called before each request is made: what to await first, if anything."""
-
-    def after_error(self, error: VoipNumberError) -> None:
-        """Called with the error that ended an attempt."""
 
 
 class NotGiven:
@@ -84,22 +68,55 @@ class _Credentials:
     Shared, so that a rotated token reaches all of them. The token is never shown.
     """
 
-    __slots__ = ("account_id", "headers")
+    __slots__ = ("_headers", "account_id")
 
     def __init__(self, account_id: str, api_token: str) -> None:
         self.account_id = account_id
-        self.headers = base_headers(account_id, api_token)
+        self._headers = base_headers(account_id, api_token)
 
     def rotate(self, api_token: str) -> None:
         # One assignment, so that a request being built sees the old or the new headers,
         # never a mix.
-        self.headers = base_headers(self.account_id, api_token)
+        self._headers = base_headers(self.account_id, api_token)
+
+    def headers_with(self, idempotency_key: str) -> dict[str, str]:
+        """Every header of a send: built in the call that sends, never kept in a local."""
+        return {**self._headers, HEADER_IDEMPOTENCY_KEY: idempotency_key}
 
     def __repr__(self) -> str:
         return f"_Credentials(account_id={self.account_id!r}, api_token=<redacted>)"
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("voipnumber credentials cannot be pickled")
+
+
+def _credential_problem(name: str, value: object, source: str) -> ConfigurationError | None:
+    """The error for a credential that will not do, said without showing it; else None.
+
+    Returned, not raised: the caller drops its reference to the token before raising,
+    so that no frame the error passes through holds the token in its locals.
+    """
+    message = None
+    if not isinstance(value, str):
+        message = f"{name} must be a str, got {type(value).__name__}"
+    elif not value:
+        message = (
+            f"no {_CREDENTIAL_NAMES[name]}: {source} "
+            "(it is on the Settings page of your VoIP Number account)"
+        )
+    elif value != value.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        # A header value cannot hold CR, LF or other control characters: every send
+        # would fail in aiohttp. Usually a newline pasted or read along with the value.
+        message = (
+            f"{name} has spaces at its ends or control characters in it (a newline?): "
+            f"copy it again from Settings ({source})"
+        )
+    elif not value.isascii():
+        message = f"{name} has characters that are not ASCII in it: copy it again ({source})"
+    return None if message is None else ConfigurationError(message, field=name)
+
+
+_CREDENTIAL_NAMES: Final = {"account_id": "account id", "api_token": "API token"}
 
 
 def _setting(value: str | None, env_var: str) -> str | None:
@@ -141,6 +158,10 @@ class AsyncVoipNumber:
             `retry.max_retries` when it is not the default.
         retry: How failures are retried; see `RetryPolicy`.
         max_connections: The size of the connection pool.
+        pacer: When each request may start; by default a `LocalPacer` without a rate,
+            which pauses every request of the client for a 429's `Retry-After`. Pass
+            one `LocalPacer(rate=...)` to cap all sends of this client (copies share
+            it), or a shared one to pace several clients together.
 
     Raises:
         ConfigurationError: A credential is missing, or a setting is invalid.
@@ -159,34 +180,37 @@ class AsyncVoipNumber:
         max_retries: int = DEFAULT_MAX_RETRIES,
         retry: RetryPolicy | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pacer: Pacer | None = None,
     ) -> None:
         account_id = _setting(account_id, ENV_ACCOUNT_ID)
         api_token = _setting(api_token, ENV_API_TOKEN)
-        if not account_id:
-            raise ConfigurationError(
-                f"no account id: pass account_id= or set {ENV_ACCOUNT_ID} "
-                "(it is on the Settings page of your VoIP Number account)",
-                field="account_id",
-            )
-        if not api_token:
-            raise ConfigurationError(
-                f"no API token: pass api_token= or set {ENV_API_TOKEN} "
-                "(it is on the Settings page of your VoIP Number account)",
-                field="api_token",
-            )
+        problem = _credential_problem(
+            "account_id", account_id or "", f"pass account_id= or set {ENV_ACCOUNT_ID}"
+        ) or _credential_problem(
+            "api_token", api_token or "", f"pass api_token= or set {ENV_API_TOKEN}"
+        )
+        if problem is not None or account_id is None or api_token is None:
+            api_token = None  # the frame the error passes through keeps no token
+            raise problem or ConfigurationError("no credentials")
+        self._credentials = _Credentials(account_id, api_token)
+        api_token = None  # from here on, only the credentials hold it
         if max_connections < 1:
             raise ConfigurationError(
                 f"max_connections must be at least 1, got {max_connections}",
                 field="max_connections",
             )
+        if pacer is not None and not isinstance(pacer, Pacer):
+            raise ConfigurationError(
+                f"pacer must be a Pacer (such as LocalPacer), got {type(pacer).__name__}",
+                field="pacer",
+            )
         policy = retry if retry is not None else RetryPolicy()
         if retry is None or max_retries != DEFAULT_MAX_RETRIES:
             policy = _with_max_retries(policy, max_retries)
-
-        self._credentials = _Credentials(account_id, api_token)
         self._base_url = _check_base_url(_setting(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL)
         self._send_url = self._base_url + SEND_SMS_PATH
         self._transport = Transport(max_connections=max_connections)
+        self._pacer: Pacer = LocalPacer() if pacer is None else pacer
         self._owns_transport = True
         self._configure(Timeout.coerce(timeout), policy)
 
@@ -196,8 +220,15 @@ class AsyncVoipNumber:
                 f"retry must be a RetryPolicy, got {type(retry).__name__}", field="retry"
             )
         self._timeout = timeout
-        self._aiohttp_timeout = client_timeout(timeout)
         self._retry = retry
+        self._sender = Sender(
+            url=self._send_url,
+            credentials=self._credentials,
+            transport=self._transport,
+            pacer=self._pacer,
+            timeout=client_timeout(timeout),
+            retry=retry,
+        )
         self.sms = AsyncSms(self)
 
     @property
@@ -231,8 +262,10 @@ class AsyncVoipNumber:
         For a token regenerated on the Settings page; requests already under way
         finish with the old one.
         """
-        if not isinstance(api_token, str) or not api_token:
-            raise ConfigurationError("api_token must be a non-empty str", field="api_token")
+        problem = _credential_problem("api_token", api_token, "pass the new token")
+        if problem is not None:
+            del api_token  # the frame the error passes through keeps no token
+            raise problem
         self._credentials.rotate(api_token)
 
     def with_options(
@@ -258,6 +291,7 @@ class AsyncVoipNumber:
         copy._base_url = self._base_url
         copy._send_url = self._send_url
         copy._transport = self._transport
+        copy._pacer = self._pacer
         copy._owns_transport = False
         copy._configure(
             self._timeout if isinstance(timeout, NotGiven) else Timeout.coerce(timeout), policy
@@ -291,110 +325,6 @@ class AsyncVoipNumber:
             f"{type(self).__name__} cannot be pickled: it holds a connection pool and "
             "credentials. Create a client where it is used."
         )
-
-    def _headers(self, idempotency_key: str) -> dict[str, str]:
-        return {**self._credentials.headers, HEADER_IDEMPOTENCY_KEY: idempotency_key}
-
-    async def _send(
-        self, payload: bytes, idempotency_key: str, hooks: AttemptHooks | None = None
-    ) -> SentMessage:
-        """POST one message, retrying under the policy.
-
-        Every error leaves with the number of attempts made and the idempotency key.
-        `hooks` lets a bulk run pace every attempt and hear of every failure.
-        """
-        if self._transport.closed:
-            raise ClientClosedError(
-                "this voipnumber client is closed; create a new one, or use it only "
-                "inside its `with` / `async with` block"
-            )
-        attempts = 0
-        started = time.monotonic()
-        pause = self._transport.pause
-
-        async def attempt() -> SentMessage:
-            nonlocal attempts
-            if pause.until:
-                await _wait_out_pause_for(self._retry, pause, started)
-            if hooks is not None and (wait := hooks.before_attempt()) is not None:
-                await wait
-            attempts += 1
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "POST %s attempt %d (idempotency_key=%s)",
-                    self._send_url,
-                    attempts,
-                    idempotency_key,
-                )
-            try:
-                answer = await self._transport.post(
-                    self._send_url, payload, self._headers(idempotency_key), self._aiohttp_timeout
-                )
-                return decode_send_answer(answer)
-            except VoipNumberError as error:
-                if hooks is not None:
-                    hooks.after_error(error)
-                raise
-
-        try:
-            try:
-                message = await attempt()
-            except VoipNumberError as error:
-                if self._retry.max_retries == 0 or not self._retry.should_retry(error):
-                    raise
-
-                def before_retry(error: VoipNumberError, wait: float) -> None:
-                    # This request waits out a 429's Retry-After, so the whole client
-                    # does: the others would only be refused too. (One raised instead
-                    # pauses nothing: that caller decides when to try again.)
-                    if isinstance(error, RateLimitError) and error.retry_after is not None:
-                        pause.extend(wait)
-
-                message = await retry_after_failure(
-                    attempt,
-                    error,
-                    self._retry,
-                    started=started,
-                    idempotency_key=idempotency_key,
-                    attempts_made=lambda: attempts,
-                    before_retry=before_retry,
-                )
-        except VoipNumberError as error:
-            error.attempts = attempts
-            error.idempotency_key = idempotency_key
-            logger.debug("send failed after %d attempt(s): %r", attempts, error)
-            raise
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "sent id=%s status=%s after %d attempt(s) in %.1f ms",
-                message.id,
-                message.status,
-                attempts,
-                (time.monotonic() - started) * 1000,
-            )
-        return message
-
-
-async def _wait_out_pause_for(policy: RetryPolicy, pause: RateLimitPause, started: float) -> None:
-    """Wait until the client's 429 pause is over, as far as `policy` would wait for it.
-
-    A pause longer than the policy would wait for a `Retry-After` (`max_retry_after`,
-    or past its `deadline`) is raised at once as a `RateLimitError`, and nothing sent.
-    """
-    while (remaining := pause.remaining()) > 0:
-        elapsed = time.monotonic() - started
-        if remaining > policy.max_retry_after or (
-            policy.deadline is not None and elapsed + remaining > policy.deadline
-        ):
-            raise RateLimitError(
-                f"the client is paused for another {remaining:.1f}s after the service "
-                "answered 429 (Retry-After) to another of its requests, longer than this "
-                f"call's RetryPolicy waits (max_retry_after={policy.max_retry_after}, "
-                f"deadline={policy.deadline}); nothing was sent. Try again later",
-                retry_after=remaining,
-                http_status=429,
-            )
-        await asyncio.sleep(remaining)  # and look again: the pause may have grown
 
 
 def _with_max_retries(policy: RetryPolicy, max_retries: int) -> RetryPolicy:
@@ -457,14 +387,14 @@ class AsyncSms:
             if idempotency_key is None
             else check_idempotency_key(idempotency_key)
         )
-        return await self._client._send(encode_send_request(from_, to, body), key)
+        return await self._client._sender.send(encode_send_request(from_, to, body), key)
 
     def send_many(
         self,
         messages: Iterable[MessageLike] | AsyncIterable[MessageLike],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
-        rate_limit: float | None = None,
+        rate_limit: float | Pacer | None = None,
         journal: str | os.PathLike[str] | None = None,
         ordered: bool = False,
         resend_unknown: bool = False,
@@ -490,8 +420,10 @@ class AsyncSms:
                 `from_`, `to`, `body` (and optionally `idempotency_key`); an iterable
                 or an async iterable.
             concurrency: Requests in flight at most.
-            rate_limit: Messages per second at most, evenly spaced; `None` for no
-                limit but the service's (its 429s).
+            rate_limit: Messages per second at most, evenly spaced, under the client's
+                own pacer; or a `Pacer` that paces this run instead of the client's
+                (one shared by many processes, say); `None` for the client's pacer
+                alone.
             journal: A SQLite file that records each message's key and outcome. Run
                 the same call with the same file after a crash or Ctrl-C to send only
                 what was not sent.
@@ -509,7 +441,7 @@ class AsyncSms:
                 iterating, before anything of that input is sent).
         """
         return AsyncSendMany(
-            self._client,
+            self._client._sender,
             messages,
             concurrency=concurrency,
             rate_limit=rate_limit,

@@ -19,6 +19,9 @@ ENV_BASE_URL = "VOIPNUMBER_BASE_URL"
 DEFAULT_BASE_URL = "https://api.voipnumber.net"
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_MAX_CONNECTIONS = 100
+#: The largest answer read from the service, in bytes (a documented one is ~200): a
+#: larger one is an `UnexpectedResponseError`, checked while reading.
+MAX_ANSWER_BYTES = 1024 * 1024
 
 LOGGER_NAME = "voipnumber"
 

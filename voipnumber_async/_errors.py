@@ -5,6 +5,7 @@ VoipNumberError                      .may_have_been_sent on every error
 ├── InvalidRequestError(ValueError)  caught before sending; nothing was sent
 │   └── ConfigurationError           the client itself is misconfigured (missing credentials, ...)
 ├── ClientClosedError(RuntimeError)  the client was used after aclose()/close()
+├── RunStoppedError                  a bulk run was stopped before this message was sent
 ├── APIError                         the service answered an error: .code .description .http_status
 │   ├── AuthenticationError          USER_ACCOUNT_MISSING, API_TOKEN_MISSING,
 │   │                                USER_NOT_FOUND, API_TOKEN_INVALID
@@ -53,6 +54,7 @@ __all__ = [
     "OutcomeUnknownError",
     "PayloadTooLargeError",
     "RateLimitError",
+    "RunStoppedError",
     "ServiceUnavailableError",
     "UnexpectedResponseError",
     "UnsupportedContentTypeError",
@@ -148,6 +150,15 @@ class ConfigurationError(InvalidRequestError):
 
 class ClientClosedError(VoipNumberError, RuntimeError):
     """The client was used after it was closed; nothing was sent."""
+
+
+class RunStoppedError(VoipNumberError):
+    """A `send_many` run was stopped (`stop()`, Ctrl-C, SIGTERM) before this message was sent.
+
+    Nothing was sent for it (unless `may_have_been_sent` says an earlier attempt may
+    have been), and the run's journal records it as not sent: resuming the run with the
+    same journal sends it.
+    """
 
 
 class APIError(VoipNumberError):

@@ -106,6 +106,16 @@ class RetryPolicy:
             return self.retry_outcome_unknown
         return False
 
+    def longest_wait_now(self, started: float) -> float:
+        """The longest this policy would wait now for a `Retry-After`.
+
+        `max_retry_after`, or less when the deadline is nearer; `started` is the
+        monotonic time the first attempt began.
+        """
+        if self.deadline is None:
+            return self.max_retry_after
+        return max(0.0, min(self.max_retry_after, self.deadline - (time.monotonic() - started)))
+
     def backoff(self, attempt: int) -> float:
         """The wait after failed attempt number `attempt`, with full jitter."""
         cap = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))

@@ -14,18 +14,19 @@ import os
 import warnings
 import weakref
 from collections.abc import Mapping
+from typing import Final, Protocol
 
 import aiohttp
+from aiohttp import hdrs
 
-from ._config import Timeout
+from ._config import MAX_ANSWER_BYTES, Timeout
 from ._errors import (
     APIConnectionError,
     ClientClosedError,
     OutcomeUnknownError,
     VoipNumberError,
 )
-from ._rate import RateLimitPause
-from ._wire import Answer
+from ._wire import Answer, answer_too_large
 
 
 def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
@@ -45,9 +46,10 @@ class Transport:
     Shared by a client and the copies `with_options()` makes of it; the client that
     created it closes it.
 
-    Requests beyond `max_connections` queue for a slot here, before their attempt's
-    timeout starts: otherwise a burst larger than the pool would spend its `connect`
-    limit waiting for a connection and fail without ever being sent.
+    Requests beyond `max_connections` queue for one of its `slots`, before their
+    attempt's timeout starts: otherwise a burst larger than the pool would spend its
+    `connect` limit waiting for a connection and fail without ever being sent. A request
+    that holds a slot is on the wire; one waiting for a slot has sent nothing.
     """
 
     def __init__(self, *, max_connections: int) -> None:
@@ -56,8 +58,6 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
-        #: Set by a 429 to any request through this pool; every request waits it out.
-        self.pause = RateLimitPause()
 
     @property
     def opened(self) -> bool:
@@ -66,12 +66,9 @@ class Transport:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self.closed:
-            # A request that waited (a pause, a retry) while the client was closed: it
-            # must not open a new session that nothing would close.
-            raise ClientClosedError(
-                "this voipnumber client was closed while the request waited to be sent; "
-                "nothing was sent"
-            )
+            # A request that waited (a pause, a retry, a connection) while the client was
+            # closed: it must not open a new session that nothing would close.
+            raise _closed_while_waiting()
         if self._session is None:
             self._loop = asyncio.get_running_loop()
             self._session = aiohttp.ClientSession(
@@ -89,31 +86,54 @@ class Transport:
             )
         return self._session
 
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        """Held while a request uses a connection of the pool: `async with transport.slots:`."""
+        return self._slots
+
     async def post(
         self,
         url: str,
         body: bytes,
-        headers: Mapping[str, str],
+        credentials: HeaderSource,
+        idempotency_key: str,
         timeout: aiohttp.ClientTimeout,
     ) -> Answer:
-        """POST `body` and read the whole answer; raise an SDK error if that fails."""
-        session = self._get_session()
+        """POST `body`, read the answer (`MAX_ANSWER_BYTES` at most), or raise an SDK error.
+
+        Call it holding one of `slots`. The headers are built in the call to aiohttp and
+        the SDK's error is raised outside of aiohttp's: no frame the error passes through
+        holds the API token in its locals (error trackers record them).
+        """
+        failure: VoipNumberError
         try:
-            async with (
-                self._slots,
-                session.post(
-                    url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-                ) as response,
-            ):
-                return Answer(response.status, response.headers, await response.read())
+            session = self._get_session()
+            async with session.post(
+                url,
+                data=body,
+                headers=credentials.headers_with(idempotency_key),
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                status, headers = response.status, response.headers
+                answer = await _read_capped(response)
+                if answer is not None:
+                    return Answer(status, headers, answer)
+            failure = answer_too_large(status, headers, MAX_ANSWER_BYTES)
         except aiohttp.ClientError as error:
-            raise map_client_error(error, url) from error
-        except asyncio.TimeoutError as error:
+            failure = map_client_error(error, url)
+        except asyncio.TimeoutError:
             # The attempt's total time ran out; when, relative to sending, is unknown.
-            raise OutcomeUnknownError(
+            failure = OutcomeUnknownError(
                 f"no answer from {url} within the attempt's total timeout; the message "
                 "may have been sent",
-            ) from error
+            )
+        except RuntimeError:
+            if not self.closed:
+                raise
+            # aiohttp's "Session is closed": closed before this request had a connection.
+            failure = _closed_while_waiting()
+        raise failure
 
     async def aclose(self) -> None:
         """Close the session and its connections. Safe to call more than once."""
@@ -157,6 +177,41 @@ class Transport:
         self._session = None
         self._loop = None
         self._slots = asyncio.Semaphore(self._max_connections)
+
+
+def _closed_while_waiting() -> ClientClosedError:
+    return ClientClosedError(
+        "this voipnumber client was closed while the request waited to be sent; nothing "
+        "was sent. Close the client only once its sends are done"
+    )
+
+
+class HeaderSource(Protocol):
+    """What builds a request's headers: the client's credentials, whose repr hides the token."""
+
+    def headers_with(self, idempotency_key: str) -> Mapping[str, str]:
+        """Every header of a send, with its `Idempotency-Key`."""
+        ...
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:
+    """The body, or None when it is over `MAX_ANSWER_BYTES` (checked while reading)."""
+    length = response.content_length
+    if length is not None and length > MAX_ANSWER_BYTES:
+        return None
+    if length is not None and hdrs.CONTENT_ENCODING not in response.headers:
+        return await response.read()  # the usual answer: the parser stops at its length
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await response.content.read(_READ_CHUNK):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+_READ_CHUNK: Final = 64 * 1024
 
 
 def _is_running_here(loop: asyncio.AbstractEventLoop) -> bool:

@@ -174,7 +174,7 @@ def parse_service_datetime(value: str) -> datetime:
             int(second),
             tzinfo=timezone.utc,
         )
-    except (ValueError, KeyError, OverflowError) as error:
+    except (ValueError, KeyError, OverflowError):
         # OverflowError: a year of many digits (int() takes it; datetime() cannot).
         raise ValueError(
             f"expected a date such as '20 May 2024 08:28:37', got {value[:64]!r}"
@@ -393,22 +393,40 @@ def _json_or_none(body: bytes) -> Any:
 
 
 def decode_send_answer(answer: Answer) -> SentMessage:
-    """Return the message an answer reports as sent, or raise the error it reports."""
-    payload = _json_or_none(answer.body)
-    result = _unwrap_ok(payload)
-    if 200 <= answer.status < 300 and result is not None:
-        try:
+    """Return the message an answer reports as sent, or raise the error it reports.
+
+    Raises only `VoipNumberError`s: whatever a broken or hostile answer makes the
+    decoder raise becomes an `UnexpectedResponseError`.
+    """
+    status = answer.status
+    failure: VoipNumberError
+    try:
+        payload = _json_or_none(answer.body)
+        result = _unwrap_ok(payload)
+        if 200 <= status < 300 and result is not None:
             return sent_message_from_exact(result) or converter.structure(result, SentMessage)
-        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as error:
-            raise UnexpectedResponseError(
+        failure = error_from_answer(answer, payload)
+    except Exception as error:  # an answer, however broken, must never crash the caller
+        read_as_success = 200 <= status < 300
+        failure = UnexpectedResponseError(
+            (
                 "the service reported success but the message in its answer could not be "
                 f"read ({_describe(error)}); it was probably sent, do not send it again "
-                "without its idempotency key",
-                excerpt=_excerpt(answer.body),
-                http_status=answer.status,
-                request_id=answer.headers.get(HEADER_REQUEST_ID),
-            ) from None
-    raise error_from_answer(answer, payload)
+                "without its idempotency key"
+            )
+            if read_as_success
+            else f"the service's answer (HTTP {status}) could not be read ({_describe(error)})",
+            excerpt=_excerpt(answer.body),
+            http_status=status,
+            request_id=_header_text(answer.headers, HEADER_REQUEST_ID),
+            may_have_been_sent=may_have_processed(status),
+        )
+    raise failure
+
+
+def _header_text(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    return value if isinstance(value, str) else None
 
 
 def _unwrap_ok(payload: Any) -> dict[str, Any] | None:
@@ -465,8 +483,7 @@ def error_from_answer(answer: Answer, payload: Any) -> VoipNumberError:
             excerpt=_excerpt(answer.body),
             http_status=status,
             request_id=request_id,
-            # A 4xx is a refusal; a 2xx or 3xx we cannot read may have been a success.
-            may_have_been_sent=not 400 <= status < 500,
+            may_have_been_sent=may_have_processed(status),
         )
 
     summary = f"{code}: {description}" if code and description else (code or description)
@@ -487,6 +504,28 @@ def error_from_answer(answer: Answer, payload: Any) -> VoipNumberError:
     return cls(message, **fields)
 
 
+def may_have_processed(status: int) -> bool:
+    """Whether an answer of HTTP `status` whose body cannot be read may mean a sent message.
+
+    A 4xx is a refusal; a 2xx (or 3xx) may have been a success; a 5xx may have come after
+    the message was processed (502/503, which say it was not, are told apart by status
+    before any body is read).
+    """
+    return not 400 <= status < 500
+
+
+def answer_too_large(status: int, headers: Mapping[str, str], limit: int) -> VoipNumberError:
+    """The error for an answer whose body is over `limit` bytes (it is not read further)."""
+    return UnexpectedResponseError(
+        f"the service's answer (HTTP {status}) is larger than {limit:,} bytes, far beyond "
+        "any answer of the contract, and was not read"
+        + ("; the message may have been sent" if may_have_processed(status) else ""),
+        http_status=status,
+        request_id=headers.get(HEADER_REQUEST_ID),
+        may_have_been_sent=may_have_processed(status),
+    )
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a `Retry-After` header (seconds or an HTTP date), else `None`."""
     if value is None:
@@ -497,12 +536,15 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except ValueError:
         try:
             when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds):
+        try:
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
 
@@ -513,8 +555,10 @@ def _excerpt(body: bytes) -> str:
 
 def _describe(error: BaseException) -> str:
     if isinstance(error, cattrs.BaseValidationError):
-        return "; ".join(str(leaf) for leaf in error.exceptions) or str(error)
-    return str(error)
+        text = "; ".join(str(leaf) for leaf in error.exceptions) or str(error)
+    else:
+        text = str(error) or type(error).__name__
+    return text[:_EXCERPT_CHARS]
 
 
 # --- Inbound webhooks (documented) ----------------------------------------------------

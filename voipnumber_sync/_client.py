@@ -29,6 +29,7 @@ from voipnumber_async._config import (
     Timeout,
 )
 from voipnumber_async._models import SentMessage
+from voipnumber_async._rate import Pacer
 from voipnumber_async._retry import RetryPolicy
 
 from ._portal import Portal, portal
@@ -58,6 +59,10 @@ class VoipNumber:
             `retry.max_retries` when it is not the default.
         retry: How failures are retried; see `RetryPolicy`.
         max_connections: The size of the connection pool.
+        pacer: When each request may start; by default a `LocalPacer` without a rate,
+            which pauses every request of the client for a 429's `Retry-After`. Pass
+            one `LocalPacer(rate=...)` to cap all sends of this client (copies share
+            it), or a shared one to pace several clients together.
 
     Raises:
         ConfigurationError: A credential is missing, or a setting is invalid.
@@ -79,16 +84,21 @@ class VoipNumber:
         max_retries: int = DEFAULT_MAX_RETRIES,
         retry: RetryPolicy | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pacer: Pacer | None = None,
     ) -> None:
-        self._async = AsyncVoipNumber(
-            account_id,
-            api_token,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry=retry,
-            max_connections=max_connections,
-        )
+        try:
+            self._async = AsyncVoipNumber(
+                account_id,
+                api_token,
+                base_url=base_url,
+                timeout=timeout,
+                max_retries=max_retries,
+                retry=retry,
+                max_connections=max_connections,
+                pacer=pacer,
+            )
+        finally:
+            del api_token
         self._portal = portal()
         self.sms = Sms._wrap(self._async.sms, self._portal)
 
@@ -123,7 +133,10 @@ class VoipNumber:
         For a token regenerated on the Settings page; requests already under way
         finish with the old one.
         """
-        return self._async.rotate_api_token(api_token)
+        try:
+            return self._async.rotate_api_token(api_token)
+        finally:
+            del api_token
 
     def with_options(
         self,
@@ -227,7 +240,7 @@ class Sms:
         messages: Iterable[MessageLike],
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
-        rate_limit: float | None = None,
+        rate_limit: float | Pacer | None = None,
         journal: str | os.PathLike[str] | None = None,
         ordered: bool = False,
         resend_unknown: bool = False,
@@ -253,8 +266,10 @@ class Sms:
                 `from_`, `to`, `body` (and optionally `idempotency_key`); an iterable
                 or an async iterable.
             concurrency: Requests in flight at most.
-            rate_limit: Messages per second at most, evenly spaced; `None` for no
-                limit but the service's (its 429s).
+            rate_limit: Messages per second at most, evenly spaced, under the client's
+                own pacer; or a `Pacer` that paces this run instead of the client's
+                (one shared by many processes, say); `None` for the client's pacer
+                alone.
             journal: A SQLite file that records each message's key and outcome. Run
                 the same call with the same file after a crash or Ctrl-C to send only
                 what was not sent.
@@ -296,7 +311,8 @@ class SendMany:
 
     An async iterator, and an async context manager that stops the run cleanly when
     left early (`break`, an exception): prefer `with`. `summary` holds the
-    running totals.
+    running totals; `stop()` ends the run early and still yields a result for every
+    message taken.
     """
 
     @property
@@ -311,18 +327,32 @@ class SendMany:
         return self
 
     def __next__(self) -> SendResult:
-        """The next result; `StopAsyncIteration` once every message has one."""
+        """The next result; `StopAsyncIteration` once every message taken has one."""
         try:
             return self._portal.call(self._async.__anext__)
         except StopAsyncIteration:
             raise StopIteration from None
 
+    def stop(self) -> None:
+        """End the run early; keep iterating to get a result for every message taken.
+
+        No request starts after this. Requests on the wire may finish for a few seconds
+        (`DRAIN_TIMEOUT_S`); any still unanswered then is cancelled, its outcome
+        unknown. Every other message taken from the input (waiting for its turn, a
+        backoff, a 429 pause or a connection, or not yet started) gets a result whose
+        error is a `RunStoppedError`, recorded in the journal as not sent, so that a
+        resumed run sends it. The input is read no further.
+
+        Safe to call from any thread and from a signal handler; does nothing once
+        the run is over.
+        """
+        return self._async.stop()
+
     def close(self) -> None:
         """Stop the run early, leaving the journal consistent. Safe to call twice.
 
-        No new message is taken; requests in flight may finish for a few seconds, then
-        are cancelled and recorded as outcome unknown; messages queued but not sent are
-        recorded as never sent, so a resumed run sends them.
+        As `stop()`, then the results not yet yielded are dropped: the journal has
+        each of them (messages not sent are recorded so, and a resumed run sends them).
         """
         return self._portal.call(self._async.aclose)
 
