@@ -14,6 +14,7 @@ from voipnumber_async import APIError, AsyncVoipNumber
 from voipnumber_async.sandbox import (
     DEMO_ACCOUNT_ID,
     DEMO_API_TOKEN,
+    FAULT_KINDS,
     OTHER_ACCOUNT_NUMBER,
     Fault,
     Sandbox,
@@ -47,6 +48,8 @@ MESSAGE = {"from": FROM, "to": TO, "body": "hi"}
         (GOOD_HEADERS, {**MESSAGE, "to": "not a number"}, 400, "MESSAGE_INVALID"),
         (GOOD_HEADERS, b"{not json", 400, "MESSAGE_INVALID"),
         (GOOD_HEADERS, ["a", "list"], 400, "MESSAGE_INVALID"),
+        (GOOD_HEADERS, b"[" * 100_000, 400, "MESSAGE_INVALID"),  # not a RecursionError (500)
+        (GOOD_HEADERS, b'{"from": "\xff"}', 400, "MESSAGE_INVALID"),  # not UTF-8
     ],
 )
 async def test_the_sandbox_answers_every_documented_code(
@@ -57,6 +60,24 @@ async def test_the_sandbox_answers_every_documented_code(
     assert answer_status == status
     assert answer["status"] == "ERROR"
     assert answer["error"]["code"] == code
+    assert sandbox.messages == []
+
+
+async def test_a_token_that_is_not_utf8_is_refused_as_invalid(sandbox: Sandbox) -> None:
+    # aiohttp.ClientSession will not send such a header: write the request by hand.
+    reader, writer = await asyncio.open_connection("127.0.0.1", sandbox.port)
+    body = json.dumps(MESSAGE).encode()
+    writer.write(
+        b"POST /v1/sms/send HTTP/1.1\r\nHost: sandbox\r\nConnection: close\r\n"
+        b"X-Account-Id: demo-account\r\nAuthorization: Bearer demo-\xff\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert b"API_TOKEN_INVALID" in answer
     assert sandbox.messages == []
 
 
@@ -132,6 +153,61 @@ async def test_faults_at_a_rate_are_repeatable_with_a_seed() -> None:
     first, second = await statuses(7), await statuses(7)
     assert first == second
     assert 3 <= first.count(503) <= 25
+
+
+@pytest.mark.parametrize(
+    ("spec", "fault"),
+    [
+        ("outcome_unknown", Fault.server_error(times=None)),
+        ("outcome_unknown:0.1", Fault.server_error(times=None, rate=0.1)),
+        (" dropped_connection:1 ", Fault.dropped_connection(times=None)),
+        ("unavailable:0.5", Fault.unavailable(times=None, rate=0.5)),
+        ("rate_limited", Fault.rate_limited(times=None)),
+        ("slow:0.25", Fault.slow(2.0, times=None, rate=0.25)),
+    ],
+)
+def test_a_fault_spec_names_a_fault_for_every_request(spec: str, fault: Fault) -> None:
+    assert Fault.from_spec(spec) == fault
+
+
+def test_every_fault_kind_has_a_spec_and_a_description() -> None:
+    assert list(FAULT_KINDS) == [
+        "outcome_unknown", "dropped_connection", "unavailable", "rate_limited", "slow",
+    ]  # fmt: skip
+    for kind, description in FAULT_KINDS.items():
+        assert Fault.from_spec(kind).times is None
+        assert description
+
+
+@pytest.mark.parametrize(
+    ("spec", "error"),
+    [
+        ("nope", "unknown fault kind 'nope': expected KIND[:RATE] with KIND one of "
+         "outcome_unknown, dropped_connection, unavailable, rate_limited, slow "
+         "(such as outcome_unknown:0.1)"),
+        ("", "unknown fault kind ''"),
+        ("503:0.1", "unknown fault kind '503'"),
+        ("outcome_unknown:", "a fault's rate must be a number in (0, 1], the chance that a "
+         "request is hit (such as outcome_unknown:0.1), got ''"),
+        ("outcome_unknown:1.5", "a fault's rate must be a number in (0, 1]"),
+        ("outcome_unknown:0", "a fault's rate must be a number in (0, 1]"),
+        ("outcome_unknown:nan", "a fault's rate must be a number in (0, 1]"),
+        ("outcome_unknown:ten%", "a fault's rate must be a number in (0, 1]"),
+    ],
+)  # fmt: skip
+def test_a_bad_fault_spec_says_what_is_valid(spec: str, error: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        Fault.from_spec(spec)
+    assert str(caught.value).startswith(error)
+
+
+async def test_a_fault_from_a_spec_hits_requests_at_its_rate() -> None:
+    async with Sandbox(seed=3) as sandbox:
+        sandbox.inject(Fault.from_spec("unavailable:0.5"))
+        statuses = [(await post(sandbox, MESSAGE, GOOD_HEADERS))[0] for _ in range(40)]
+
+    assert set(statuses) == {200, 503}
+    assert sandbox.pending_faults == 1  # it never runs out
 
 
 def test_a_fault_must_do_something() -> None:

@@ -14,31 +14,33 @@ It implements the same wire contract as the client (`voipnumber_async._wire`), s
 correction to the contract reaches both.
 """
 
-from ._faults import Fault
+from ._faults import FAULT_KINDS, Fault
+from ._records import AcceptedMessage, Delivery, Recent, RecordedRequest
 from ._server import (
+    DEFAULT_KEEP_KEYS,
     DEMO_ACCOUNT_ID,
     DEMO_API_TOKEN,
     DEMO_NUMBER,
     INBOUND_TRIGGER_PATH,
     OTHER_ACCOUNT_NUMBER,
-    AcceptedMessage,
     ClientSettings,
-    Delivery,
-    RecordedRequest,
     Sandbox,
     SandboxAccount,
 )
 
 __all__ = [
+    "DEFAULT_KEEP_KEYS",
     "DEMO_ACCOUNT_ID",
     "DEMO_API_TOKEN",
     "DEMO_NUMBER",
+    "FAULT_KINDS",
     "INBOUND_TRIGGER_PATH",
     "OTHER_ACCOUNT_NUMBER",
     "AcceptedMessage",
     "ClientSettings",
     "Delivery",
     "Fault",
+    "Recent",
     "RecordedRequest",
     "Sandbox",
     "SandboxAccount",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 import attrs
 
-__all__ = ["Fault"]
+__all__ = ["FAULT_KINDS", "Fault"]
 
 
 def _body_bytes(value: bytes | str | Mapping[str, Any]) -> bytes:
@@ -171,6 +171,76 @@ class Fault:
     ) -> Fault:
         """Wait `delay_s` seconds, then answer normally."""
         return cls(delay_s=delay_s, after_processing=after_processing, times=times, rate=rate)
+
+    @classmethod
+    def from_spec(cls, spec: str) -> Fault:
+        """The fault a `KIND[:RATE]` text names, hitting every request with chance RATE.
+
+        `KIND` is one of `FAULT_KINDS` (`outcome_unknown`, `unavailable`, ...); `RATE`
+        is in (0, 1] and defaults to 1. This is what `voipnumber sandbox --fault` takes.
+
+        Raises:
+            ValueError: an unknown kind or a bad rate; the message lists the valid kinds.
+        """
+        kind, separator, rate_text = spec.strip().partition(":")
+        known = _KINDS.get(kind)
+        if known is None:
+            raise ValueError(
+                f"unknown fault kind {kind!r}: expected KIND[:RATE] with KIND one of "
+                f"{', '.join(_KINDS)} (such as outcome_unknown:0.1)"
+            )
+        return known.make(_parse_rate(rate_text) if separator else 1.0)
+
+
+#: How long the `slow` fault of `Fault.from_spec` (and `voipnumber sandbox`) waits.
+SLOW_FAULT_DELAY_S: Final = 2.0
+
+
+@attrs.frozen
+class _Kind:
+    description: str
+    make: Callable[[float], Fault]
+
+
+# Each hits every request with its rate, for as long as the sandbox runs (times=None).
+_KINDS: Final[Mapping[str, _Kind]] = {
+    "outcome_unknown": _Kind(
+        "the message is accepted, then the answer is an HTTP 500",
+        lambda rate: Fault.server_error(times=None, rate=rate),
+    ),
+    "dropped_connection": _Kind(
+        "the message is accepted, then the connection closes unanswered",
+        lambda rate: Fault.dropped_connection(times=None, rate=rate),
+    ),
+    "unavailable": _Kind(
+        "HTTP 503, the message is not processed",
+        lambda rate: Fault.unavailable(times=None, rate=rate),
+    ),
+    "rate_limited": _Kind(
+        "HTTP 429 with Retry-After: 1, the message is not processed",
+        lambda rate: Fault.rate_limited(times=None, rate=rate),
+    ),
+    "slow": _Kind(
+        f"the answer comes after {SLOW_FAULT_DELAY_S:g} s",
+        lambda rate: Fault.slow(SLOW_FAULT_DELAY_S, times=None, rate=rate),
+    ),
+}
+
+#: The faults `Fault.from_spec` knows by name, with what each does.
+FAULT_KINDS: Final[Mapping[str, str]] = {name: kind.description for name, kind in _KINDS.items()}
+
+
+def _parse_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = -1.0  # not a number: refused below, with the same message
+    if not 0 < rate <= 1:  # also refuses nan
+        raise ValueError(
+            f"a fault's rate must be a number in (0, 1], the chance that a request is hit "
+            f"(such as outcome_unknown:0.1), got {text!r}"
+        )
+    return rate
 
 
 def _retry_after_text(value: float | str) -> str:

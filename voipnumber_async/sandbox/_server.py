@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
-import json
 import logging
+import struct
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Literal, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
 import aiohttp
 import attrs
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from .._config import ENV_ACCOUNT_ID, ENV_API_TOKEN, ENV_BASE_URL, LOGGER_NAME
 from .._models import InboundMessage, MessageStatus, MessageType, SentMessage
@@ -36,19 +38,27 @@ from .._wire import (
     encode_error,
     encode_inbound,
     encode_send_success,
+    load_json,
 )
 from ._faults import Fault, FaultQueue
+from ._inbound import (
+    DEFAULT_INBOUND_BODY,
+    DEFAULT_INBOUND_FROM,
+    InboundOrder,
+    OrderError,
+    check_redelivery,
+    read_order,
+)
+from ._records import AcceptedMessage, Delivery, Recent, RecentMap, RecordedRequest
 
 __all__ = [
+    "DEFAULT_KEEP_KEYS",
     "DEMO_ACCOUNT_ID",
     "DEMO_API_TOKEN",
     "DEMO_NUMBER",
     "INBOUND_TRIGGER_PATH",
     "OTHER_ACCOUNT_NUMBER",
-    "AcceptedMessage",
     "ClientSettings",
-    "Delivery",
-    "RecordedRequest",
     "Sandbox",
     "SandboxAccount",
 ]
@@ -60,6 +70,11 @@ DEMO_API_TOKEN = "demo-token"  # noqa: S105 - a public sandbox credential
 DEMO_NUMBER = "+447445459147"
 OTHER_ACCOUNT_NUMBER = "+447700900999"
 """A number that exists in the sandbox but belongs to another account."""
+
+#: How many of the most recent idempotency keys (and inbound `mdr_id`s) a sandbox
+#: remembers by default: a million, about 180 MB when full (`docs/sandbox.md`), so that a
+#: bulk run of a million messages resumes against it with every key still known.
+DEFAULT_KEEP_KEYS: Final = 1_000_000
 
 
 def _as_tuple(numbers: Iterable[str]) -> tuple[str, ...]:
@@ -98,80 +113,33 @@ def _default_accounts() -> list[SandboxAccount]:
     ]
 
 
-@attrs.define(kw_only=True)
-class RecordedRequest:
-    """A request as the sandbox received it, and what became of it.
-
-    Attributes:
-        status: The HTTP status answered, or `None` when the connection was dropped.
-        replayed: The answer was a replay of an earlier request with the same key.
-        fault: The fault that hit this request, if any.
-    """
-
-    method: str
-    path: str
-    headers: dict[str, str] = attrs.field(repr=False)
-    body: bytes
-    received_at: float
-    idempotency_key: str | None
-    status: int | None = None
-    replayed: bool = False
-    fault: Fault | None = None
-
-    def json(self) -> Any:
-        """The body parsed as JSON."""
-        return json.loads(self.body)
-
-
-@attrs.frozen(kw_only=True)
-class AcceptedMessage:
-    """A message the sandbox accepted for sending: what a real service would send."""
-
-    id: str
-    account_id: str
-    from_: str
-    to: str
-    body: str
-    idempotency_key: str | None
-    timestamp_s: int
-
-
 #: Where the sandbox takes orders to deliver an inbound message (an extension of the
 #: sandbox, not of the service): `POST {"to": ..., "from": ..., "body": ..., "type": ...}`.
 INBOUND_TRIGGER_PATH = "/sandbox/inbound"
 
 
-@attrs.frozen(kw_only=True)
-class Delivery:
-    """One POST of an inbound message to a webhook, and how the receiver answered.
-
-    Attributes:
-        message: What was delivered.
-        url: Where it was posted.
-        attempt: 1 for the first delivery of this `mdr_id`, 2 for the first redelivery...
-        status: The HTTP status the receiver answered, or `None` if it could not be
-            reached (then `error` says why).
-        answer: The body of the receiver's answer.
-    """
+@attrs.define
+class _Inbound:
+    """The latest delivery of an `mdr_id`: what to redeliver, and how many tries so far."""
 
     message: InboundMessage
     url: str
-    attempt: int
-    status: int | None
-    answer: bytes = b""
-    error: str | None = None
-
-    @property
-    def accepted(self) -> bool:
-        """Whether the receiver answered 2xx, as the service counts it."""
-        return self.status is not None and 200 <= self.status < 300
+    attempts: int
 
 
-@attrs.frozen
-class _StoredAnswer:
-    fingerprint: bytes
-    status: int
-    body: bytes
+# A stored first answer, compact: a million keys must fit in a test machine's memory.
+# The fingerprint of the request's body, the message's id, its timestamp; the answer is
+# rebuilt from them and the repeated request's body (the same, or it is refused).
+_STORED_ANSWER: Final = struct.Struct("<16s16sq")
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _key_slot(account_id: str, key: str) -> bytes:
+    """16 bytes that stand for an account's key: less than half the memory of the pair."""
+    return _digest(_header_bytes(f"{account_id}\n{key}"))
 
 
 class Sandbox:
@@ -181,7 +149,10 @@ class Sandbox:
     `DEMO_API_TOKEN`, owning `DEMO_NUMBER`, and another account owning
     `OTHER_ACCOUNT_NUMBER`), answers every documented error code, replays the first
     answer for a repeated `Idempotency-Key`, and misbehaves on demand (`inject`).
-    It records every request (`requests`) and every message it accepted (`messages`).
+    It records requests (`requests`), the messages it accepted (`messages`) and the
+    inbound deliveries it made (`deliveries`): all of them, or the most recent `keep`;
+    and it counts everything, however many it keeps (`request_count`, `accepted_count`,
+    `status_counts`, ...).
 
     Run it on the current event loop with `async with Sandbox() as sandbox:`, or in a
     thread of its own, for blocking code and other loops, with
@@ -191,9 +162,17 @@ class Sandbox:
         accounts: The accounts it knows; default the demo accounts.
         envelope: `"single"` or `"nested"`: the success envelope it answers with.
         seed: Seeds the randomness of faults injected with a `rate`.
-        record: Keep every request in `requests` (turn off for very long runs;
-            `messages` and the counters are kept regardless).
+        record: Keep requests in `requests` (`messages`, `deliveries` and the counts
+            are kept regardless).
         webhooks: The webhook URL of each number, for `deliver_inbound`.
+        keep: How many of the most recent requests, messages and deliveries it keeps
+            (each); `None` keeps them all. For long runs: the counts stay exact.
+        keep_keys: How many of the most recent idempotency keys (and inbound `mdr_id`s)
+            it remembers; a key older than that is forgotten, as a real service forgets
+            them after a while, and sends again. `None` remembers them all.
+
+    Raises:
+        ValueError: `keep` or `keep_keys` is negative.
     """
 
     def __init__(
@@ -204,7 +183,11 @@ class Sandbox:
         seed: int | None = None,
         record: bool = True,
         webhooks: Mapping[str, str] | None = None,
+        keep: int | None = None,
+        keep_keys: int | None = DEFAULT_KEEP_KEYS,
     ) -> None:
+        _check_bound("keep", keep, "records of each kind kept")
+        _check_bound("keep_keys", keep_keys, "keys remembered")
         self.accounts = {
             account.account_id: account for account in (accounts or _default_accounts())
         }
@@ -215,18 +198,36 @@ class Sandbox:
         }
         self.envelope = envelope
         self.record = record
-        self.requests: list[RecordedRequest] = []
-        self.messages: list[AcceptedMessage] = []
-        self.request_count = 0
+        self.keep = keep
+        self.webhooks: dict[str, str] = dict(webhooks or {})
+        self.requests: Recent[RecordedRequest] = Recent(maxlen=keep)
+        self.messages: Recent[AcceptedMessage] = Recent(maxlen=keep)
+        self.deliveries: Recent[Delivery] = Recent(maxlen=keep)
         self.in_flight = 0
         self.peak_in_flight = 0
-        self.webhooks: dict[str, str] = dict(webhooks or {})
-        self.deliveries: list[Delivery] = []
+        self._reset_counts()
         self._faults = FaultQueue(seed)
-        self._answers: dict[tuple[str, str], _StoredAnswer] = {}
+        self._answers: RecentMap[bytes, bytes] = RecentMap(keep_keys)
+        self._inbound: RecentMap[str, _Inbound] = RecentMap(keep_keys)
         self._runner: web.AppRunner | None = None
         self._host = "127.0.0.1"
         self._port: int | None = None
+
+    def _reset_counts(self) -> None:
+        #: Requests to send a message, answered or not.
+        self.request_count = 0
+        #: Messages accepted: what a real service would have sent.
+        self.accepted_count = 0
+        #: Requests answered with the stored first answer of their idempotency key.
+        self.replayed_count = 0
+        #: Inbound deliveries made, redeliveries included.
+        self.delivery_count = 0
+        #: Requests by the HTTP status answered; `None` counts dropped connections.
+        self.status_counts: Counter[int | None] = Counter()
+        #: The sandbox's own refusals by error code (`MESSAGE_INVALID`, ...).
+        self.error_counts: Counter[str] = Counter()
+        #: Requests hit by each injected fault.
+        self.fault_counts: Counter[Fault] = Counter()
 
     # --- running ----------------------------------------------------------------------
 
@@ -349,24 +350,30 @@ class Sandbox:
         """How many injected faults have hits left."""
         return len(self._faults)
 
+    @property
+    def remembered_keys(self) -> int:
+        """How many idempotency keys it remembers now (at most `keep_keys`)."""
+        return len(self._answers)
+
     def reset(self) -> None:
-        """Forget requests, messages, counters, faults and stored idempotent answers."""
+        """Forget records, counts, faults, stored idempotent answers and `mdr_id`s."""
         self.requests.clear()
         self.messages.clear()
         self.deliveries.clear()
-        self.request_count = 0
+        self._reset_counts()
         self.peak_in_flight = self.in_flight
         self._faults.clear()
         self._answers.clear()
+        self._inbound.clear()
 
     # --- inbound messages -------------------------------------------------------------
 
     async def deliver_inbound(
         self,
         to: str,
-        body: str = "Hello from the sandbox",
+        body: str = DEFAULT_INBOUND_BODY,
         *,
-        from_: str = "+447483866525",
+        from_: str = DEFAULT_INBOUND_FROM,
         type: str = MessageType.SMS,
         mdr_id: str | None = None,
         extra: Mapping[str, Any] | None = None,
@@ -376,7 +383,7 @@ class Sandbox:
 
         The delivery has the documented headers and body; how the receiver answered is
         returned and kept in `deliveries`. Callable from any event loop, the sandbox's
-        own or another.
+        own or another. An `mdr_id` already delivered counts as a further attempt.
 
         Raises:
             KeyError: `to` has no webhook (set one in `webhooks`).
@@ -384,18 +391,7 @@ class Sandbox:
         url = self.webhooks.get(to)
         if url is None:
             raise KeyError(f"no webhook for {to}: set sandbox.webhooks[{to!r}] = url")
-        now = int(time.time())
-        message = InboundMessage(
-            status="received",
-            from_=from_,
-            to=to,
-            type=type,
-            body=body,
-            mdr_timestamp_s=now,
-            mdr_created=datetime.fromtimestamp(now, timezone.utc),
-            mdr_id=mdr_id or str(uuid.uuid4()),
-            extra=dict(extra or {}),
-        )
+        message = _inbound_message(to, body, from_=from_, type=type, mdr_id=mdr_id, extra=extra)
         return await self._deliver(message, url, timeout)
 
     async def redeliver(self, delivery: Delivery, *, timeout: float = 10.0) -> Delivery:
@@ -406,7 +402,11 @@ class Sandbox:
         return await self._deliver(delivery.message, delivery.url, timeout)
 
     async def _deliver(self, message: InboundMessage, url: str, timeout: float) -> Delivery:
-        attempt = 1 + sum(d.message.mdr_id == message.mdr_id for d in self.deliveries)
+        known = self._inbound.get(message.mdr_id)
+        attempt = 1 if known is None else known.attempts + 1
+        # Counted before the POST, so that a concurrent redelivery is the next attempt.
+        self._inbound.put(message.mdr_id, _Inbound(message, url, attempt))
+        self.delivery_count += 1
         status: int | None = None
         answer, error = b"", None
         try:
@@ -425,24 +425,58 @@ class Sandbox:
         return delivery
 
     async def _handle_inbound_trigger(self, request: web.Request) -> web.Response:
+        """Deliver the message an order describes, or redeliver the one its `mdr_id` names."""
         try:
-            order = await request.json()
-            delivery = await self.deliver_inbound(
-                str(order["to"]),
-                str(order.get("body", "Hello from the sandbox")),
-                from_=str(order.get("from", "+447483866525")),
-                type=str(order.get("type", MessageType.SMS)),
-                mdr_id=order.get("mdr_id"),
+            order = read_order(request.headers.get(hdrs.CONTENT_TYPE, ""), await request.read())
+            message, url = (
+                self._new_order(order) if order.mdr_id is None else self._repeat_order(order)
             )
-        except (ValueError, KeyError, TypeError) as error:
-            return web.json_response({"error": str(error)}, status=400)
+        except OrderError as refusal:
+            return web.json_response({"error": refusal.message}, status=refusal.status)
+        delivery = await self._deliver(message, url, timeout=10.0)
         return web.json_response(
             {"mdr_id": delivery.message.mdr_id, "status": delivery.status,
              "attempt": delivery.attempt, "error": delivery.error}
         )  # fmt: skip
 
+    def _new_order(self, order: InboundOrder) -> tuple[InboundMessage, str]:
+        assert order.to is not None  # read_order refuses a new message without one
+        url = self.webhooks.get(order.to)
+        if url is None:
+            have = ", ".join(self.webhooks) or "none"
+            raise OrderError(
+                400,
+                f"'to' {order.to} has no webhook (numbers with one: {have}): give it one "
+                f"with voipnumber sandbox --webhook {order.to}=URL, or "
+                f"Sandbox(webhooks={{{order.to!r}: url}})",
+            )
+        message = _inbound_message(
+            order.to,
+            DEFAULT_INBOUND_BODY if order.body is None else order.body,
+            from_=order.from_ or DEFAULT_INBOUND_FROM,
+            type=order.type or MessageType.SMS,
+        )
+        return message, url
+
+    def _repeat_order(self, order: InboundOrder) -> tuple[InboundMessage, str]:
+        assert order.mdr_id is not None
+        known = self._inbound.get(order.mdr_id)
+        if known is None:
+            raise OrderError(
+                404,
+                f"no delivery has mdr_id {order.mdr_id!r} (the sandbox remembers the most "
+                f"recent {self._inbound.size or 'all'} mdr_ids, until it stops or is reset): "
+                "give the mdr_id of a delivery it answered, or leave 'mdr_id' out to "
+                "deliver a new message",
+            )
+        check_redelivery(order, known.message)
+        return known.message, known.url
+
     def messages_by_key(self) -> dict[str | None, list[AcceptedMessage]]:
-        """Accepted messages grouped by idempotency key: a key with two is a duplicate."""
+        """Accepted messages grouped by idempotency key: a key with two is a duplicate.
+
+        Of the messages kept (`keep`): a duplicate of a message no longer kept is not seen.
+        """
         grouped: dict[str | None, list[AcceptedMessage]] = {}
         for message in self.messages:
             grouped.setdefault(message.idempotency_key, []).append(message)
@@ -458,6 +492,8 @@ class Sandbox:
         try:
             body = await request.read()
             fault = self._faults.take()
+            if fault is not None:
+                self.fault_counts[fault] += 1
             record = RecordedRequest(
                 method=request.method,
                 path=request.path,
@@ -487,6 +523,7 @@ class Sandbox:
             )
         finally:
             self.in_flight -= 1
+            self.status_counts[None if record is None else record.status] += 1
             if logger.isEnabledFor(logging.INFO):
                 logger.info(
                     "POST %s -> %s%s",
@@ -520,52 +557,43 @@ class Sandbox:
         """`(status, body, replayed)` of the normal answer; accepts the message if valid."""
         account_id = request.headers.get(HEADER_ACCOUNT_ID, "").strip()
         if not account_id:
-            return _error("USER_ACCOUNT_MISSING")
+            return self._refuse("USER_ACCOUNT_MISSING")
         token = bearer_token(request.headers.get(HEADER_AUTHORIZATION))
         if not token:
-            return _error("API_TOKEN_MISSING")
+            return self._refuse("API_TOKEN_MISSING")
         account = self.accounts.get(account_id)
         if account is None:
-            return _error("USER_NOT_FOUND")
-        if not hmac.compare_digest(token.encode(), account.api_token.encode()):
-            return _error("API_TOKEN_INVALID")
-
-        key = request.headers.get(HEADER_IDEMPOTENCY_KEY)
-        if key is not None:
-            stored = self._answers.get((account_id, key))
-            if stored is not None:
-                if stored.fingerprint != body:
-                    return (
-                        422,
-                        encode_error(
-                            "IDEMPOTENCY_KEY_REUSED",
-                            "Idempotency-Key was already used for a different request",
-                        ),
-                        False,
-                    )
-                return stored.status, stored.body, True
+            return self._refuse("USER_NOT_FOUND")
+        if not hmac.compare_digest(_header_bytes(token), _header_bytes(account.api_token)):
+            return self._refuse("API_TOKEN_INVALID")
 
         fields = _message_fields(body)
+        key = request.headers.get(HEADER_IDEMPOTENCY_KEY)
+        slot = None if key is None else _key_slot(account_id, key)
+        if slot is not None:
+            stored = self._answers.get(slot)
+            if stored is not None:
+                fingerprint, message_id, timestamp_s = _STORED_ANSWER.unpack(stored)
+                if fields is None or fingerprint != _digest(body):
+                    return self._refuse("IDEMPOTENCY_KEY_REUSED")
+                self.replayed_count += 1
+                answer = self._success(str(uuid.UUID(bytes=message_id)), fields[2], timestamp_s)
+                return 200, answer, True
+
         if fields is None:
-            return _error("MESSAGE_INVALID")
+            return self._refuse("MESSAGE_INVALID")
         from_, to, text = fields
         owner = self._number_owners.get(from_)
         if owner is None:
-            return _error("NUMBER_NOT_FOUND")
+            return self._refuse("NUMBER_NOT_FOUND")
         if owner != account_id:
-            return _error("NUMBER_OWNERSHIP")
+            return self._refuse("NUMBER_OWNERSHIP")
 
-        now = int(time.time())
-        message = SentMessage(
-            id=str(uuid.uuid4()),
-            status=MessageStatus.QUEUED,
-            body=text,
-            timestamp_s=now,
-            created=datetime.fromtimestamp(now, timezone.utc),
-        )
+        new_id, now = uuid.uuid4(), int(time.time())
+        self.accepted_count += 1
         self.messages.append(
             AcceptedMessage(
-                id=message.id,
+                id=str(new_id),
                 account_id=account_id,
                 from_=from_,
                 to=to,
@@ -574,20 +602,82 @@ class Sandbox:
                 timestamp_s=now,
             )
         )
-        answer = encode_send_success(message, nested=self.envelope == "nested")
-        if key is not None:
-            self._answers[(account_id, key)] = _StoredAnswer(body, 200, answer)
-        return 200, answer, False
+        if slot is not None:
+            self._answers.put(slot, _STORED_ANSWER.pack(_digest(body), new_id.bytes, now))
+        return 200, self._success(str(new_id), text, now), False
+
+    def _success(self, message_id: str, text: str, timestamp_s: int) -> bytes:
+        """The success answer for a message: the same bytes every time it is asked for."""
+        message = SentMessage(
+            id=message_id,
+            status=MessageStatus.QUEUED,
+            body=text,
+            timestamp_s=timestamp_s,
+            created=datetime.fromtimestamp(timestamp_s, timezone.utc),
+        )
+        return encode_send_success(message, nested=self.envelope == "nested")
+
+    def _refuse(self, code: str) -> tuple[int, bytes, bool]:
+        """`(status, body, replayed)` of the error answer for `code`, counted."""
+        self.error_counts[code] += 1
+        status, answer = _REFUSALS[code]
+        return status, answer, False
 
 
-def _error(code: str) -> tuple[int, bytes, bool]:
-    return ERROR_HTTP_STATUS[code], encode_error(code, ERROR_DESCRIPTIONS[code]), False
+def _inbound_message(
+    to: str,
+    body: str,
+    *,
+    from_: str,
+    type: str,
+    mdr_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> InboundMessage:
+    """A message just received by the service, as its webhook delivery describes it."""
+    now = int(time.time())
+    return InboundMessage(
+        status="received",
+        from_=from_,
+        to=to,
+        type=type,
+        body=body,
+        mdr_timestamp_s=now,
+        mdr_created=datetime.fromtimestamp(now, timezone.utc),
+        mdr_id=mdr_id or str(uuid.uuid4()),
+        extra=dict(extra or {}),
+    )
+
+
+#: Every error the sandbox answers of its own, by code: `(HTTP status, body)`.
+_REFUSALS: Final[Mapping[str, tuple[int, bytes]]] = {
+    **{
+        code: (ERROR_HTTP_STATUS[code], encode_error(code, description))
+        for code, description in ERROR_DESCRIPTIONS.items()
+    },
+    "IDEMPOTENCY_KEY_REUSED": (
+        422,
+        encode_error(
+            "IDEMPOTENCY_KEY_REUSED", "Idempotency-Key was already used for a different request"
+        ),
+    ),
+}
+
+
+def _check_bound(name: str, value: int | None, what: str) -> None:
+    if value is not None and (not isinstance(value, int) or value < 0):
+        raise ValueError(f"{name} must be an int >= 0 ({what}) or None (all), got {value!r}")
+
+
+def _header_bytes(value: str) -> bytes:
+    # aiohttp decodes header values with surrogateescape: a byte that is not UTF-8 in a
+    # token must compare as unequal, not fail to encode (a 500).
+    return value.encode("utf-8", "surrogateescape")
 
 
 def _message_fields(body: bytes) -> tuple[str, str, str] | None:
     try:
-        payload = json.loads(body)
-    except ValueError:
+        payload = load_json(body)
+    except ValueError:  # not JSON, not UTF-8, or nested too deeply
         return None
     if not isinstance(payload, dict):
         return None
