@@ -355,9 +355,8 @@ async def test_stopping_early_leaves_a_journal_that_resumes_without_loss_or_dupl
             if result.index >= 100:
                 break
 
-    outcomes = dict(sqlite3.connect(journal).execute(
-        "SELECT outcome, count(*) FROM messages GROUP BY outcome"
-    ))  # fmt: skip
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        outcomes = dict(db.execute("SELECT outcome, count(*) FROM messages GROUP BY outcome"))
     assert "pending" not in outcomes  # every reserved message has a final word
     assert outcomes.get("sent", 0) == len(sandbox.messages)
 
@@ -547,3 +546,24 @@ async def test_a_file_that_is_not_a_journal_is_refused_with_a_clear_error(
     with pytest.raises(ConfigurationError, match=r"cannot use .* as a journal"):
         await collect(bulk_client.sms.send_many(messages(5), journal=journal))
     assert sandbox.requests == []
+
+
+async def test_a_message_that_fails_validation_is_journaled_as_failed(
+    bulk_client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.db"
+    batch = [(FROM, TO, "ok"), (FROM, "+12", "too short"), (FROM, TO, "")]
+
+    results = await collect(bulk_client.sms.send_many(batch, journal=journal))
+
+    assert [r.outcome for r in sorted(results, key=lambda r: r.index)] == [
+        "sent", "failed", "failed",
+    ]  # fmt: skip
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        rows = db.execute("SELECT position, outcome, error_class FROM messages ORDER BY 1")
+        assert list(rows) == [
+            (0, "sent", None),
+            (1, "failed", "InvalidRequestError"),
+            (2, "failed", "InvalidRequestError"),
+        ]
+    assert sandbox.request_count == 1

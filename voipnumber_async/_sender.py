@@ -23,7 +23,7 @@ from ._errors import ClientClosedError, RateLimitError, VoipNumberError
 from ._models import SentMessage
 from ._rate import Pacer
 from ._retry import RetryPolicy, retry_after_failure
-from ._transport import HeaderSource, Transport
+from ._transport import HeaderSource, Transport, closed_while_waiting
 from ._wire import Answer, decode_send_answer
 
 __all__ = ["SendWatch", "Sender", "Stopped", "closed_error"]
@@ -141,6 +141,8 @@ class Sender:
             if wait is not None:
                 await wait
             async with transport.slots:
+                if transport.closed:
+                    raise closed_while_waiting()
                 if watch is not None:
                     if watch.stopping:
                         raise Stopped

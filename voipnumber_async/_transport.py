@@ -68,7 +68,7 @@ class Transport:
         if self.closed:
             # A request that waited (a pause, a retry, a connection) while the client was
             # closed: it must not open a new session that nothing would close.
-            raise _closed_while_waiting()
+            raise closed_while_waiting()
         if self._session is None:
             self._loop = asyncio.get_running_loop()
             self._session = aiohttp.ClientSession(
@@ -132,7 +132,7 @@ class Transport:
             if not self.closed:
                 raise
             # aiohttp's "Session is closed": closed before this request had a connection.
-            failure = _closed_while_waiting()
+            failure = closed_while_waiting()
         raise failure
 
     async def aclose(self) -> None:
@@ -179,7 +179,8 @@ class Transport:
         self._slots = asyncio.Semaphore(self._max_connections)
 
 
-def _closed_while_waiting() -> ClientClosedError:
+def closed_while_waiting() -> ClientClosedError:
+    """The error of a request that waited to be sent while its client was closed."""
     return ClientClosedError(
         "this voipnumber client was closed while the request waited to be sent; nothing "
         "was sent. Close the client only once its sends are done"

@@ -1,0 +1,198 @@
+"""Stopping a bulk run is honest: nothing more is sent, every message taken has a result.
+
+Only a request already on the wire may finish; a worker waiting for its rate turn, a
+backoff or a 429 pause sends nothing more, and its message is journaled as not sent,
+so that a resume sends exactly the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from _support import FROM, TO
+
+from voipnumber_async import (
+    AsyncVoipNumber,
+    OutgoingMessage,
+    RetryPolicy,
+    RunStoppedError,
+    SendResult,
+)
+from voipnumber_async._journal import Journal
+from voipnumber_async.sandbox import Fault, Sandbox
+
+
+def messages(count: int) -> Iterator[OutgoingMessage]:
+    return (OutgoingMessage(from_=FROM, to=TO, body=f"m{i}") for i in range(count))
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for `condition`, polling; a generous bound turns a hang into a failure."""
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+def journal_outcomes(path: Path) -> dict[str, int]:
+    db = sqlite3.connect(path)
+    try:
+        return dict(db.execute("SELECT outcome, count(*) FROM messages GROUP BY outcome"))
+    finally:
+        db.close()
+
+
+@pytest.fixture
+async def client(sandbox: Sandbox) -> AsyncIterator[AsyncVoipNumber]:
+    policy = RetryPolicy(initial_backoff=0.001, max_backoff=0.005)
+    async with AsyncVoipNumber(**sandbox.client_settings(), retry=policy) as running:
+        yield running
+
+
+def check_honest(results: list[SendResult], sandbox: Sandbox) -> None:
+    """One result per message taken; what was accepted is what says sent; not_sent means it."""
+    assert sorted(r.index for r in results) == list(range(len(results)))
+    accepted = Counter(r.json()["body"] for r in sandbox.requests if r.status == 200)
+    assert accepted == Counter(r.message.body for r in results if r.outcome == "sent")
+    refused_only = {429, 502, 503}  # answers that say the message was not processed
+    for result in results:
+        if result.outcome == "not_sent":
+            assert isinstance(result.error, RunStoppedError)
+            assert result.error.may_have_been_sent is False
+            answers = {
+                r.status for r in sandbox.requests if r.json()["body"] == result.message.body
+            }
+            assert answers <= refused_only
+
+
+@pytest.mark.parametrize("journaled", [False, True], ids=["no journal", "journal"])
+async def test_a_run_stopped_waiting_for_its_rate_turns_sends_nothing_more(
+    client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path, journaled: bool
+) -> None:
+    journal = tmp_path / "run.db" if journaled else None
+    run = client.sms.send_many(messages(2000), concurrency=10, rate_limit=20.0, journal=journal)
+    results = []
+    async with run:
+        async for result in run:
+            results.append(result)
+            if len(results) == 3:
+                run.stop()
+
+    check_honest(results, sandbox)
+    not_sent = [r for r in results if r.outcome == "not_sent"]
+    assert len(not_sent) >= 5  # the waiting workers' messages, and those read ahead
+    assert run.summary.not_sent == len(not_sent)
+    assert run.summary.results == len(results) < 2000  # the input is read no further
+    if journal is not None:
+        outcomes = journal_outcomes(journal)
+        assert "pending" not in outcomes and "unknown" not in outcomes
+        assert outcomes.get("unsent", 0) <= len(not_sent)  # those not yet reserved: no row
+
+        rest = [r async for r in client.sms.send_many(messages(2000), journal=journal)]
+        assert len(rest) == 2000
+        assert Counter(m.body for m in sandbox.messages) == Counter(f"m{i}" for i in range(2000))
+
+
+async def test_a_run_stopped_during_a_backoff_or_a_429_pause_sends_nothing_more(
+    sandbox: Sandbox,
+) -> None:
+    patient = RetryPolicy(max_retry_after=60, deadline=None)
+    # The first request waits 30 s to retry its 503; the second's 429 pauses everyone.
+    sandbox.inject(
+        Fault.unavailable(retry_after=30, times=1), Fault.rate_limited(retry_after=30, times=1)
+    )
+    async with AsyncVoipNumber(**sandbox.client_settings(), retry=patient) as client:
+        run = client.sms.send_many(messages(50), concurrency=5)
+        async with run:
+            iterating = asyncio.ensure_future(run.__anext__())
+            await until(lambda: client._pacer.paused_for() > 0)  # type: ignore[attr-defined]
+            requested = len(sandbox.requests)
+            run.stop()
+            results = [await iterating] + [r async for r in run]
+
+    assert len(sandbox.requests) == requested  # nothing after the stop
+    check_honest(results, sandbox)
+    refused = {r.json()["body"] for r in sandbox.requests if r.status in (429, 503)}
+    outcomes = {r.message.body: r.outcome for r in results}
+    assert len(refused) == 2
+    assert all(outcomes[body] == "not_sent" for body in refused)  # in a backoff, in a pause
+    assert sum(o == "not_sent" for o in outcomes.values()) > 2  # and those never tried
+
+
+async def test_cancelling_the_iterating_task_journals_the_untried_as_unsent(
+    client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    journal = tmp_path / "run.db"
+    seen = asyncio.Event()
+
+    async def send_all() -> None:
+        async with client.sms.send_many(
+            messages(300), concurrency=10, rate_limit=40.0, journal=journal
+        ) as run:
+            async for _ in run:
+                seen.set()
+
+    task = asyncio.ensure_future(send_all())
+    await seen.wait()
+    task.cancel()  # what asyncio.run does with Ctrl-C
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    outcomes = journal_outcomes(journal)
+    requested = len(sandbox.requests)
+    assert outcomes.get("sent", 0) + outcomes.get("unknown", 0) == requested
+    assert "pending" not in outcomes
+    assert outcomes.get("unsent", 0) > 0
+
+    rest = [r async for r in client.sms.send_many(messages(300), journal=journal)]
+    assert sum(r.resumed for r in rest) == outcomes.get("sent", 0) + outcomes.get("unknown", 0)
+    assert Counter(m.body for m in sandbox.messages) == Counter(f"m{i}" for i in range(300))
+
+
+async def test_a_reservation_is_committed_before_its_messages_are_sent(
+    client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held: list[asyncio.Future[None]] = []
+    reserve = Journal.reserve
+
+    def held_reserve(self: Journal, rows: object) -> asyncio.Future[None]:
+        written = reserve(self, rows)  # type: ignore[arg-type]
+        gate = asyncio.get_running_loop().create_future()
+
+        async def after_both() -> None:
+            await written
+            await gate
+
+        held.append(gate)
+        return asyncio.ensure_future(after_both())  # type: ignore[return-value]
+
+    monkeypatch.setattr(Journal, "reserve", held_reserve)
+    run = client.sms.send_many(messages(10), concurrency=5, journal=tmp_path / "run.db")
+    async with run:
+        first = asyncio.ensure_future(run.__anext__())
+        await until(lambda: bool(held))
+        for _ in range(20):  # the workers had every chance to send
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        assert sandbox.request_count == 0  # the reservation is not committed yet
+        held[0].set_result(None)
+        results = [await first] + [r async for r in run]
+
+    assert len(results) == 10 and all(r.ok for r in results)
+    assert sandbox.request_count == 10
+
+
+async def test_stop_before_the_run_starts_ends_it_with_nothing_sent(
+    client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    run = client.sms.send_many(messages(10))
+    run.stop()
+
+    assert [r async for r in run] == []
+    assert sandbox.request_count == 0
