@@ -136,6 +136,7 @@ async def test_unknown_status_and_extra_fields_are_kept(
         ({"from_": FROM, "to": "+44748386652512345", "body": "x"}, "to"),
         ({"from_": FROM, "to": 447483866525, "body": "x"}, "to"),
         ({"from_": FROM, "to": TO, "body": ""}, "body"),
+        ({"from_": FROM, "to": TO, "body": " \t\n "}, "body"),
         ({"from_": FROM, "to": TO, "body": None}, "body"),
         ({"from_": FROM, "to": TO, "body": "x", "idempotency_key": ""}, "idempotency_key"),
         ({"from_": FROM, "to": TO, "body": "x", "idempotency_key": "a b"}, "idempotency_key"),

@@ -30,12 +30,16 @@ def check_number(field: str, value: object) -> str:
 
 
 def check_body(value: object) -> str:
-    """Return `value` if it is a non-empty str, else raise `InvalidRequestError`."""
+    """Return `value` if it is a str with some text, else raise `InvalidRequestError`.
+
+    A body of only whitespace is refused like an empty one: it would reach the phone as
+    a blank message, which is never what the sender meant.
+    """
     if not isinstance(value, str):
         raise InvalidRequestError(f"body must be a str, got {type(value).__name__}", field="body")
-    if not value:
+    if not value.strip():
         raise InvalidRequestError(
-            "body must not be empty: the service rejects a message with no text",
+            "body must not be empty or only whitespace: a message needs some text",
             field="body",
         )
     return value
