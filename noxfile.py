@@ -1,7 +1,8 @@
 """The one entry point for checks: `nox -s lint mypy tests docs bench`.
 
 `tests` and `bench` install the wheel built from this tree, not the tree itself, so
-they exercise what users install.
+they exercise what users install. `tests` runs on every Python that pyproject's
+classifiers claim; `.python-version` makes pyenv's shims provide each of them.
 """
 
 from __future__ import annotations
@@ -10,16 +11,40 @@ import shutil
 from pathlib import Path
 
 import nox
+from packaging.requirements import Requirement
 
 nox.options.sessions = ["lint", "mypy", "tests", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 ROOT = Path(__file__).parent
+#: The Pythons we claim (the classifiers), oldest first.
+PYTHONS: list[str] = nox.project.python_versions(PYPROJECT)
+#: The one run that proves the floors: the oldest Python with the oldest dependencies.
+OLDEST = PYTHONS[0]
 
 
 def group(name: str) -> list[str]:
     return list(nox.project.dependency_groups(PYPROJECT, name))
+
+
+def declared_dependencies() -> list[Requirement]:
+    project = PYPROJECT["project"]
+    return [
+        Requirement(spec)
+        for spec in (*project["dependencies"], *project["optional-dependencies"]["cli"])
+    ]
+
+
+def lowest_pins() -> list[str]:
+    """`name==floor` for every runtime dependency and the cli extra, from their `>=` floors."""
+    pins = []
+    for requirement in declared_dependencies():
+        floors = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        if len(floors) != 1:
+            raise ValueError(f"{requirement} in pyproject.toml needs exactly one >= floor")
+        pins.append(f"{requirement.name}=={floors[0]}")
+    return pins
 
 
 def install_wheel(session: nox.Session, *extra: str) -> None:
@@ -33,11 +58,22 @@ def install_wheel(session: nox.Session, *extra: str) -> None:
     session.install("--force-reinstall", "--no-deps", str(wheel))
 
 
-@nox.session
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite against the installed wheel."""
-    install_wheel(session, *group("test"))
+    """Run the suite against the installed wheel, on each Python we claim.
+
+    The oldest Python gets the lowest version of each declared dependency (pinned to its
+    floor), the others the latest: the ranges in pyproject.toml are the ones tested.
+    """
+    pins = lowest_pins() if session.python == OLDEST else []
+    install_wheel(session, *group("test"), *pins)
+    names = [requirement.name for requirement in declared_dependencies()]
+    session.run(
+        "python", "-c", "import sys; from importlib.metadata import version as v; "
+        "print(*(f'{n}=={v(n)}' for n in sys.argv[1:]))", *names,
+    )  # fmt: skip
     session.run("python", "scripts/gen_sync.py", "--check")
+    # pytest's status is the session's: "no test ran" (5) fails it like a failed test.
     session.run("pytest", *session.posargs, env={"VOIPNUMBER_TESTS_REQUIRE_INSTALLED": "1"})
 
 
