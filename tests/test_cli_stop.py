@@ -197,3 +197,34 @@ def test_a_second_signal_quits_at_once_keeping_the_rows_written(
     assert voipnumber_sandbox.request_count == 2
     text = results.read_text(encoding="utf-8") if results.exists() else ""
     assert text == "" or text.endswith("\n")  # no row half written
+
+
+def test_a_killed_run_leaves_every_row_it_decided_and_a_resume_duplicates_none(
+    voipnumber_sandbox: Sandbox, campaign: Path, tmp_path: Path
+) -> None:
+    results = tmp_path / "r.csv"
+    arguments = [str(campaign), "--from", FROM, "--journal", str(tmp_path / "j.db")]
+    process, _ = start_bulk(
+        voipnumber_sandbox, tmp_path, *arguments, "--rate", "10", "--concurrency", "1",
+        "--results", str(results),
+    )  # fmt: skip
+    wait_until(lambda: len(voipnumber_sandbox.messages) >= 5, process)
+
+    process.kill()  # no handler runs: the file holds what was written as the run went
+    process.communicate(timeout=DEADLINE_S)
+
+    rows = complete_rows(results)
+    accepted = {m.id: m for m in voipnumber_sandbox.messages}
+    # One at a time: only the message on the wire, and the one being written, may be
+    # accepted by the service and not yet in the file.
+    assert len(rows) >= len(accepted) - 2
+    for row in rows:
+        assert row["outcome"] == "sent"
+        message = accepted[row["message_id"]]
+        assert (message.to, message.body) == (row["to"], f"m{row['index']}")
+
+    resume = voipnumber("bulk", *arguments, "--resend-unknown", env=voipnumber_sandbox.env())
+
+    assert resume.returncode == 0, resume.stderr
+    pairs = [(m.to, m.body) for m in voipnumber_sandbox.messages]
+    assert len(pairs) == len(set(pairs)) == ROWS
