@@ -139,6 +139,36 @@ def test_a_utf8_file_with_a_byte_order_mark_is_accepted(
     assert [m.body for m in voipnumber_sandbox.messages] == ["café"]
 
 
+def test_a_file_with_a_header_and_no_rows_writes_a_results_file_of_no_rows(
+    voipnumber_sandbox: Sandbox, files: dict[str, Path]
+) -> None:
+    files["csv"].write_text("to,body\n", encoding="utf-8")
+
+    run = voipnumber(*bulk_args(files, "--from", FROM), env=voipnumber_sandbox.env())
+
+    assert run.returncode == 0, run.stderr
+    assert read_results(files["results"]) == []
+    assert voipnumber_sandbox.request_count == 0
+
+
+def test_a_journal_of_another_campaign_leaves_the_earlier_results_intact(
+    voipnumber_sandbox: Sandbox, files: dict[str, Path]
+) -> None:
+    files["csv"].write_text(f"to,body\n{TO},first campaign\n", encoding="utf-8")
+    assert (
+        voipnumber(*bulk_args(files, "--from", FROM), env=voipnumber_sandbox.env()).returncode == 0
+    )
+    earlier = files["results"].read_bytes()
+    files["csv"].write_text(f"to,body\n{TO},another campaign\n", encoding="utf-8")
+
+    run = voipnumber(*bulk_args(files, "--from", FROM), env=voipnumber_sandbox.env())
+
+    assert run.returncode == 3
+    assert "JournalMismatchError" in run.stderr
+    assert files["results"].read_bytes() == earlier
+    assert voipnumber_sandbox.request_count == 1
+
+
 # --- the paths ----------------------------------------------------------------------------
 
 

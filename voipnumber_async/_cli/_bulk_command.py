@@ -189,6 +189,7 @@ def bulk(  # noqa: PLR0917 - click passes every option as an argument
         # The rows the run never reached: their rows too, so that --results has one
         # per input message.
         not_reached = _write_not_reached(source, reached, output)
+        output.create()
         progress.update(run.summary, final=True)
         progress.stop()
     summary = run.summary
@@ -404,19 +405,30 @@ class _Results:
 
     def write(self, result: SendResult) -> None:
         """Write the row of `result`."""
-        if not self.writing:
+        writer = self._writer or self.create()
+        if writer is None:
             return
         try:
-            if self._writer is None:
-                assert self.path is not None
+            writer.writerow(_result_row(result))
+        except OSError as error:
+            self.error = click.UsageError(f"cannot write --results {self.path}: {error}")
+
+    def create(self) -> csv.DictWriter[str] | None:
+        """Create the file with its header, if not yet done (an input of no rows)."""
+        if not self.writing:
+            return None
+        if self._writer is None:
+            assert self.path is not None
+            try:
                 # Line-buffered: each row reaches the file as it is written, so a crash
                 # leaves every row decided until then.
                 self._file = open(self.path, "w", newline="", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed by close()
                 self._writer = csv.DictWriter(self._file, fieldnames=RESULT_COLUMNS)
                 self._writer.writeheader()
-            self._writer.writerow(_result_row(result))
-        except OSError as error:
-            self.error = click.UsageError(f"cannot write --results {self.path}: {error}")
+            except OSError as error:
+                self.error = click.UsageError(f"cannot write --results {self.path}: {error}")
+                return None
+        return self._writer
 
     def close(self) -> None:
         """Close the file (rows are already flushed)."""
