@@ -24,7 +24,14 @@ from .._segments import estimate_segments
 from .._validation import check_body
 from .._version import __version__
 from .._wire import WEBHOOK_HOST, converter
-from ..sandbox import DEMO_ACCOUNT_ID, DEMO_API_TOKEN, INBOUND_TRIGGER_PATH, Sandbox
+from ..sandbox import (
+    DEMO_ACCOUNT_ID,
+    DEMO_API_TOKEN,
+    FAULT_KINDS,
+    INBOUND_TRIGGER_PATH,
+    Fault,
+    Sandbox,
+)
 from ..webhooks import DEFAULT_WEBHOOK_PATH, create_app
 from ._bulk_command import EXIT_BULK_FAILED, EXIT_BULK_UNKNOWN, bulk
 from ._common import (
@@ -167,6 +174,15 @@ def _parse_webhooks(values: tuple[str, ...]) -> dict[str, str]:
     return webhooks
 
 
+def _parse_faults(
+    context: click.Context, parameter: click.Parameter, specs: tuple[str, ...]
+) -> tuple[Fault, ...]:
+    try:
+        return tuple(Fault.from_spec(spec) for spec in specs)
+    except ValueError as error:  # it lists the valid kinds
+        raise click.BadParameter(str(error)) from None
+
+
 def _serve_until_interrupted(
     serve: Callable[[], Coroutine[Any, Any, None]], what: str, where: str
 ) -> None:
@@ -203,15 +219,32 @@ def _serve_until_interrupted(
     help="Deliver inbound messages for NUMBER to URL (repeatable); trigger them with "
     f"POST {INBOUND_TRIGGER_PATH}.",
 )
-def sandbox_command(host: str, port: int, envelope: str, webhooks: tuple[str, ...]) -> None:
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="KIND[:RATE]",
+    callback=_parse_faults,
+    help="Misbehave on a share RATE (0 to 1, default 1) of the sends (repeatable, "
+    f"checked in order); KIND is one of {', '.join(FAULT_KINDS)}. "
+    "Such as outcome_unknown:0.1.",
+)
+def sandbox_command(
+    host: str, port: int, envelope: str, webhooks: tuple[str, ...], faults: tuple[Fault, ...]
+) -> None:
     """Run the sandbox service until Ctrl-C, for clients in other processes."""
     logging.getLogger("voipnumber.sandbox").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
         _configure_logging(1)
+    # No records (nothing outside reads them), only counts; the default window of keys,
+    # so that a bulk run against it resumes with the keys it sent still known.
     sandbox = Sandbox(
         envelope="nested" if envelope == "nested" else "single",
         webhooks=_parse_webhooks(webhooks),
+        record=False,
+        keep=0,
     )
+    sandbox.inject(*faults)
 
     async def serve() -> None:
         await sandbox.start(host, port)

@@ -199,6 +199,7 @@ class Sandbox:
         self.envelope = envelope
         self.record = record
         self.keep = keep
+        self.keep_keys = keep_keys
         self.webhooks: dict[str, str] = dict(webhooks or {})
         self.requests: Recent[RecordedRequest] = Recent(maxlen=keep)
         self.messages: Recent[AcceptedMessage] = Recent(maxlen=keep)
