@@ -1,4 +1,4 @@
-"""Every ```python block in docs/*.md runs, as a script, against a sandbox.
+"""Every ```python block in README.md and docs/*.md runs, as a script, against a sandbox.
 
 A runnable block is a complete script: it reads its credentials from the environment
 (`AsyncVoipNumber()` with no arguments), which points at a fresh `Sandbox` served from a
@@ -20,6 +20,8 @@ from voipnumber_async.sandbox import Sandbox
 
 ROOT = Path(__file__).parents[1]
 DOCS = ROOT / "docs"
+README = ROOT / "README.md"
+CI_SCRIPT = ROOT / ".ci" / "run"
 MKDOCS_YML = ROOT / "mkdocs.yml"
 TIMEOUT_S = 60
 MIN_RUNNABLE_BLOCKS = 12
@@ -71,7 +73,7 @@ def nav_pages() -> list[str]:
 
 def runnable_examples() -> list[Any]:
     params = []
-    for page in sorted(DOCS.glob("*.md")):
+    for page in [README, *sorted(DOCS.glob("*.md"))]:
         blocks = code_blocks(page.read_text(encoding="utf-8"), "python")
         for number, code in enumerate(blocks, start=1):
             params.append(pytest.param(code, id=f"{page.stem}-{number}"))
@@ -140,3 +142,34 @@ def test_cli_send_to_sandbox(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "queued" in result.stdout
+
+
+def readme_commands() -> list[str]:
+    """The README's first shell block: try without an account, then run the tests."""
+    (first, *_) = code_blocks(README.read_text(encoding="utf-8"), "sh")
+    return first.splitlines()
+
+
+def test_the_readme_examples_are_run() -> None:
+    readme_ids = [param.id for param in EXAMPLES if param.id.startswith("README-")]
+    assert readme_ids == ["README-1", "README-2"]
+
+
+def test_ci_runs_exactly_the_readmes_test_command() -> None:
+    try_it, run_tests = readme_commands()
+    assert "voipnumber send --sandbox" in try_it
+    commands = [
+        line
+        for line in CI_SCRIPT.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith(("#", "set ", "cd "))
+    ]
+    assert commands == [run_tests]
+
+
+def test_the_readmes_commands_install_only_inside_a_venv() -> None:
+    # Debian's and Ubuntu's system Python refuse `pip install` outside a venv (PEP 668).
+    for command in readme_commands():
+        venv = re.fullmatch(r"python3 -m venv (\S+) && (.*)", command)
+        assert venv is not None, command
+        for step in venv[2].split(" && "):
+            assert step.startswith(f"{venv[1]}/bin/"), step
