@@ -196,3 +196,20 @@ async def test_stop_before_the_run_starts_ends_it_with_nothing_sent(
 
     assert [r async for r in run] == []
     assert sandbox.request_count == 0
+
+
+async def test_requests_on_the_wire_when_stopped_are_let_finish(
+    client: AsyncVoipNumber, sandbox: Sandbox
+) -> None:
+    sandbox.inject(Fault.slow(0.5, times=3))
+    run = client.sms.send_many(messages(20), concurrency=3)
+    async with run:
+        first = asyncio.ensure_future(run.__anext__())
+        await until(lambda: sandbox.in_flight == 3)
+        run.stop()
+        results = [await first] + [r async for r in run]
+
+    outcomes = {r.index: r.outcome for r in results}
+    assert [outcomes[i] for i in range(3)] == ["sent", "sent", "sent"]  # not cut off
+    assert sandbox.request_count == 3
+    check_honest(results, sandbox)

@@ -463,7 +463,11 @@ class AsyncSendMany:
         try:
             if self._producer is not None:
                 await self._producer
-            await asyncio.gather(*self._workers)
+            # `wait`, not `gather`: a stop cancels this task, and must not cancel the
+            # workers with it (those on the wire are let finish).
+            await asyncio.wait(self._workers)
+            for worker in self._workers:
+                worker.result()  # the first error of a worker, if one failed
             await self._flush_records()
         except asyncio.CancelledError:
             raise
