@@ -124,7 +124,7 @@ def test_a_signal_stops_the_run_and_a_resume_sends_exactly_the_rest(
 def test_requests_on_the_wire_are_let_finish_and_only_they(
     voipnumber_sandbox: Sandbox, campaign: Path, tmp_path: Path
 ) -> None:
-    voipnumber_sandbox.inject(Fault.slow(3.0, times=3))
+    voipnumber_sandbox.inject(Fault.slow(1.5, times=3))
     results = tmp_path / "r.csv"
     process, stderr = start_bulk(
         voipnumber_sandbox, tmp_path, str(campaign), "--from", FROM, "--concurrency", "3",
@@ -177,8 +177,8 @@ def test_without_a_journal_the_results_still_list_every_message(
 def test_a_second_signal_quits_at_once_keeping_the_rows_written(
     voipnumber_sandbox: Sandbox, campaign: Path, tmp_path: Path
 ) -> None:
-    # Answers slower than the drain: only a second signal ends the run before it.
-    voipnumber_sandbox.inject(Fault.slow(6.0, times=2))
+    # Answers still to come when the second signal follows the first: only it ends the run.
+    voipnumber_sandbox.inject(Fault.slow(3.0, times=2))
     results = tmp_path / "r.csv"
     process, stderr = start_bulk(
         voipnumber_sandbox, tmp_path, str(campaign), "--from", FROM, "--concurrency", "2",
