@@ -203,20 +203,19 @@ class Sender:
 
     async def _post(self, payload: bytes, idempotency_key: str, watch: SendWatch | None) -> Answer:
         """One request, holding a connection slot; the watch knows it is on the wire."""
-        if watch is None:
-            return await self._transport.post(
-                self._url, payload, self._credentials, idempotency_key, self._timeout
-            )
-        watch.on_wire = True
+        if watch is not None:
+            watch.on_wire = True
         try:
             return await self._transport.post(
                 self._url, payload, self._credentials, idempotency_key, self._timeout
             )
         except BaseException as error:
-            # Cancelled on the wire (a stop past its drain) may have been sent too.
-            watch.may_have_been_sent |= (
-                error.may_have_been_sent if isinstance(error, VoipNumberError) else True
-            )
+            if watch is not None:
+                # Cancelled on the wire (a stop past its drain) may have been sent too.
+                watch.may_have_been_sent |= (
+                    error.may_have_been_sent if isinstance(error, VoipNumberError) else True
+                )
             raise
         finally:
-            watch.on_wire = False
+            if watch is not None:
+                watch.on_wire = False
