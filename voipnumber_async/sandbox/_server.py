@@ -72,7 +72,7 @@ OTHER_ACCOUNT_NUMBER = "+447700900999"
 """A number that exists in the sandbox but belongs to another account."""
 
 #: How many of the most recent idempotency keys (and inbound `mdr_id`s) a sandbox
-#: remembers by default: a million, about 180 MB when full (`docs/sandbox.md`), so that a
+#: remembers by default: a million, about 190 MiB when full (`docs/sandbox.md`), so that a
 #: bulk run of a million messages resumes against it with every key still known.
 DEFAULT_KEEP_KEYS: Final = 1_000_000
 
@@ -114,7 +114,8 @@ def _default_accounts() -> list[SandboxAccount]:
 
 
 #: Where the sandbox takes orders to deliver an inbound message (an extension of the
-#: sandbox, not of the service): `POST {"to": ..., "from": ..., "body": ..., "type": ...}`.
+#: sandbox, not of the service): `POST {"to": ..., "from": ..., "body": ..., "type": ...}`,
+#: or `{"mdr_id": ...}` to redeliver one (`_inbound.read_order` checks them).
 INBOUND_TRIGGER_PATH = "/sandbox/inbound"
 
 
