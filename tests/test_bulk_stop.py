@@ -213,3 +213,20 @@ async def test_requests_on_the_wire_when_stopped_are_let_finish(
     assert [outcomes[i] for i in range(3)] == ["sent", "sent", "sent"]  # not cut off
     assert sandbox.request_count == 3
     check_honest(results, sandbox)
+
+
+async def test_stop_while_the_run_opens_its_journal_stops_it_once_started(
+    client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = client.sms.send_many(messages(50), journal=tmp_path / "run.db")
+    opening = Journal.open
+
+    async def open_and_stop(path: Path) -> Journal:
+        run.stop()  # as a signal handler would, while the start awaits the journal
+        return await opening(path)
+
+    monkeypatch.setattr(Journal, "open", open_and_stop)
+    results = [r async for r in run]
+
+    assert sandbox.request_count == 0
+    assert all(r.outcome == "not_sent" for r in results)

@@ -315,6 +315,7 @@ class AsyncSendMany:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Future[Any]] = []
         self._halting: asyncio.Future[None] | None = None
+        self._stop_requested = False
         #: Every message taken from the input that has no result yet: what a stop
         #: gives a `RunStoppedError` result (recorded as unsent).
         self._pending: dict[int, _Job] = {}
@@ -361,9 +362,12 @@ class AsyncSendMany:
         the run is over.
         """
         loop = self._loop
-        if loop is None or self._state != "running":
-            if self._state == "new":
+        if self._state == "new":
+            self._stop_requested = True  # a run starting now stops once it has
+            if loop is None:
                 self._state = "closed"  # never started: nothing taken, nothing to yield
+            return
+        if loop is None or self._state != "running":
             return
         try:
             here = asyncio.get_running_loop()
@@ -458,6 +462,8 @@ class AsyncSendMany:
         if self._journal is not None:
             self._tasks.append(asyncio.ensure_future(self._record_periodically()))
         self._supervisor = asyncio.ensure_future(self._supervise())
+        if self._stop_requested:
+            self._begin_stop()
 
     async def _supervise(self) -> None:
         try:
