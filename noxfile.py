@@ -49,7 +49,9 @@ def lowest_pins() -> list[str]:
 
 def install_wheel(session: nox.Session, *extra: str) -> None:
     """Build the wheel in a clean directory and install it (with the cli extra)."""
-    dist = Path(session.create_tmp()).resolve() / "dist"
+    # Not session.create_tmp(): that points TMPDIR into the checkout, so the projects the
+    # tests make in tmp_path would find this repository's pyproject.toml as their config.
+    dist = Path(session.virtualenv.location).resolve() / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     session.run("python", "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(ROOT))
     (wheel,) = dist.glob("voipnumber-*.whl")

@@ -73,3 +73,9 @@ def test_ci_provides_every_python_the_package_claims() -> None:
 
     assert sorted(provided) == sorted(claimed)
     assert project["requires-python"] == f">={min(claimed, key=lambda v: int(v[2:]))}"
+
+
+def test_scratch_directories_are_outside_the_checkout(tmp_path: Path) -> None:
+    # A pytest project made in tmp_path inside the checkout would take this repository's
+    # pyproject.toml as its configuration (nox's session.create_tmp() did that).
+    assert REPO.resolve() not in tmp_path.resolve().parents
