@@ -7,6 +7,7 @@ hold the two to the same answers, so the fast path cannot drift from the documen
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -28,9 +29,9 @@ HEADERS: dict[str, str] = fixture_json("inbound-headers.json")
 SMS = fixture_bytes("inbound-sms.json")
 
 
-def expected_status(path: str, headers: dict[str, str]) -> int:
+def expected_status(path: str, headers: dict[str, str], body: bytes = SMS) -> int:
     try:
-        parse_inbound(SMS, headers, url=path, secret=SECRET)
+        parse_inbound(body, headers, url=path, secret=SECRET)
     except WebhookError as error:
         assert error.http_status is not None
         return error.http_status
@@ -51,11 +52,11 @@ async def base_url() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-async def status_of(base_url: str, path: str, headers: dict[str, str]) -> int:
+async def status_of(base_url: str, path: str, headers: dict[str, str], body: bytes = SMS) -> int:
     async with (
         aiohttp.ClientSession() as session,
         # encoded=True: the path goes on the wire byte for byte as written here.
-        session.post(URL(base_url + path, encoded=True), data=SMS, headers=headers) as answer,
+        session.post(URL(base_url + path, encoded=True), data=body, headers=headers) as answer,
     ):
         return answer.status
 
@@ -102,6 +103,38 @@ async def test_the_header_verdicts_are_parse_inbounds(
     headers |= changes
 
     assert await status_of(base_url, path, headers) == expected_status(path, headers)
+
+
+BOMB = gzip.compress(b" " * (1024 * 1024))
+
+
+@pytest.mark.parametrize(
+    ("changes", "body"),
+    [
+        ({"Content-Encoding": "gzip"}, gzip.compress(SMS)),
+        ({"Content-Encoding": "GZIP"}, gzip.compress(SMS)),
+        ({"Content-Encoding": "x-gzip"}, gzip.compress(SMS)),
+        ({"Content-Encoding": "gzip"}, gzip.compress(SMS)[:-4]),
+        ({"Content-Encoding": "gzip"}, BOMB),
+        ({"Content-Encoding": "gzip"}, SMS),
+        ({"Content-Encoding": "br"}, SMS),
+        ({"Content-Encoding": "zstd"}, SMS),
+        ({"Content-Encoding": "identity"}, SMS),
+        ({"Content-Encoding": "gzip, gzip"}, gzip.compress(gzip.compress(SMS))),
+        ({"Content-Type": "application/json; charset=rot13"}, SMS),
+        ({"Content-Type": "application/json; charset=utf-16"}, SMS.decode().encode("utf-16")),
+        ({"Content-Type": "application/json; charset=utf-16"}, SMS),
+        ({}, b"[" * 60_000),
+        ({}, b" " * 70_000),
+    ],
+)
+async def test_the_body_verdicts_are_parse_inbounds(
+    base_url: str, changes: dict[str, str], body: bytes
+) -> None:
+    path = "/hooks/in?secret=s3cr3t+x"
+    headers = {**HEADERS, **changes}
+
+    assert await status_of(base_url, path, headers, body) == expected_status(path, headers, body)
 
 
 async def test_an_entry_outlives_the_release_of_an_older_one_until_its_own_ttl() -> None:

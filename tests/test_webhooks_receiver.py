@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -19,6 +21,7 @@ from aiohttp import web
 
 from voipnumber_async.sandbox import Sandbox
 from voipnumber_async.webhooks import (
+    DEFAULT_BODY_TIMEOUT,
     InboundMessage,
     MemoryDeliveryStore,
     create_app,
@@ -241,6 +244,141 @@ async def test_a_compressed_delivery_within_the_cap_is_received(receiver: Receiv
 
     assert (status, answer["status"]) == (200, "accepted")
     assert [m.mdr_id for m in receiver.handled] == [answer["mdr_id"]]
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "status", "error"),
+    [
+        ("x-gzip", gzip.compress(SMS), 200, None),
+        ("deflate", zlib.compress(SMS), 200, None),
+        ("identity", SMS, 200, None),
+        ("gzip", gzip.compress(SMS)[:-8], 400, "invalid_payload"),  # cut short
+        ("gzip", gzip.compress(SMS)[:-8] + bytes(8), 400, "invalid_payload"),  # bad checksum
+        ("gzip", SMS, 400, "invalid_payload"),  # not compressed at all
+        ("br", SMS, 415, "unsupported_content_type"),
+        ("x-nonsense", SMS, 415, "unsupported_content_type"),
+        ("gzip, gzip", gzip.compress(gzip.compress(SMS)), 415, "unsupported_content_type"),
+    ],
+)
+async def test_a_content_encoding_gets_the_answer_parse_inbound_gives(
+    receiver: Receiver, coding: str, body: bytes, status: int, error: str | None
+) -> None:
+    answer_status, answer = await post(
+        receiver.url(), body, {**HEADERS, "Content-Encoding": coding}
+    )
+
+    assert (answer_status, answer.get("error")) == (status, error)
+    assert len(receiver.handled) == (status == 200)
+
+
+# --- a slow body ----------------------------------------------------------------------------
+
+
+async def send_headers_and_stall(
+    base_url: str, path: str, headers: dict[str, str], body_part: bytes, length: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Send a request's headers with a Content-Length of `length`, then `body_part`, and stop."""
+    host, port = base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    lines = [f"POST {path} HTTP/1.1", f"Content-Length: {length}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body_part)
+    await writer.drain()
+    return reader, writer
+
+
+async def test_a_body_that_stalls_is_answered_408_and_the_connection_closed() -> None:
+    recording = Receiver()
+    runner, base = await serve(create_app(recording.handle, secret=SECRET, body_timeout=0.05))
+    try:
+        reader, writer = await send_headers_and_stall(
+            base, f"/webhooks/voipnumber?secret={SECRET}", HEADERS, SMS[:40], len(SMS)
+        )
+        # Everything the server sends until it closes: the test waits on the close itself.
+        answer = await asyncio.wait_for(reader.read(), timeout=30)
+        writer.close()
+    finally:
+        await runner.cleanup()
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(body)["error"] == "body_timeout"
+    assert recording.handled == []
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "length", "status", "error"),
+    [
+        ("/hooks/guess", HEADERS, len(SMS), 403, "invalid_secret"),
+        ("/hooks/in?secret=guess", HEADERS, len(SMS), 403, "invalid_secret"),
+        (f"/hooks/{SECRET}", {**HEADERS, "Host": "evil.example"}, len(SMS), 403,
+         "untrusted_host"),
+        (f"/hooks/{SECRET}", {**HEADERS, "Content-Type": "text/plain"}, len(SMS), 415,
+         "unsupported_content_type"),
+        (f"/hooks/{SECRET}", {**HEADERS, "Content-Encoding": "br"}, len(SMS), 415,
+         "unsupported_content_type"),
+        (f"/hooks/{SECRET}", HEADERS, 10**9, 413, "payload_too_large"),
+    ],
+)  # fmt: skip
+async def test_the_url_and_headers_are_checked_before_the_body_is_read(
+    path: str, headers: dict[str, str], length: int, status: int, error: str
+) -> None:
+    recording = Receiver()
+    # A body deadline far longer than the test waits: only a check made without the body
+    # can answer in time.
+    app = create_app(recording.handle, path="/hooks/{rest}", secret=SECRET, body_timeout=3600)
+    runner, base = await serve(app)
+    try:
+        reader, writer = await send_headers_and_stall(base, path, headers, b"", length)
+        status_line = await asyncio.wait_for(reader.readline(), timeout=30)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
+        answer_length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )  # fmt: skip
+        answer = json.loads(await asyncio.wait_for(reader.readexactly(answer_length), 30))
+        # Then the server closes: it does not wait on for a body it will not use.
+        rest = await asyncio.wait_for(reader.read(), timeout=30)
+        writer.close()
+    finally:
+        await runner.cleanup()
+
+    assert status_line.startswith(f"HTTP/1.1 {status} ".encode())
+    assert answer["error"] == error
+    assert rest == b""
+    assert recording.handled == []
+
+
+async def test_a_sender_that_hangs_up_mid_body_is_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    recording = Receiver()
+    runner, base = await serve(create_app(recording.handle, secret=SECRET))
+    try:
+        path = f"/webhooks/voipnumber?secret={SECRET}"
+        _, writer = await send_headers_and_stall(base, path, HEADERS, SMS[:40], len(SMS))
+        writer.close()
+
+        async def noted() -> bool:
+            return "hung up" in caplog.text
+
+        await wait_until(noted)
+    finally:
+        await runner.cleanup()
+
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert recording.handled == []
+
+
+def test_the_body_deadline_is_ten_seconds_by_default() -> None:
+    assert DEFAULT_BODY_TIMEOUT == 10.0
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "5"])
+def test_a_body_timeout_that_is_not_a_positive_number_is_refused(timeout: Any) -> None:
+    with pytest.raises(ValueError, match="body_timeout must be a positive number of seconds"):
+        create_app(Receiver().handle, body_timeout=timeout)
 
 
 async def test_a_store_of_your_own_decides_what_is_a_duplicate() -> None:

@@ -6,6 +6,10 @@
   calls `handler` once per message (redeliveries of an `mdr_id` are deduplicated), and
   answers the service so it knows what to deliver again.
 
+Both take the body as sent: gzip or deflate is inflated under the same size cap, and
+anything that is not a message is refused with a `WebhookError` whose `http_status`
+(4xx) says why, never an exception of another kind.
+
 Secure the endpoint with a secret in the webhook URL (`secret=`): the `Host` check the
 service suggests is on by default, but any client can fake that header.
 """
@@ -20,11 +24,13 @@ from .._errors import (
 )
 from .._models import InboundMessage, MessageType
 from .._wire import WEBHOOK_HEADERS, WEBHOOK_HOST
-from ._parse import DEFAULT_MAX_WEBHOOK_BYTES, DEFAULT_SECRET_PARAM, parse_inbound
-from ._receiver import DEFAULT_WEBHOOK_PATH, InboundHandler, create_app
+from ._body import DEFAULT_MAX_WEBHOOK_BYTES
+from ._parse import DEFAULT_SECRET_PARAM, parse_inbound
+from ._receiver import DEFAULT_BODY_TIMEOUT, DEFAULT_WEBHOOK_PATH, InboundHandler, create_app
 from ._store import Claim, DeliveryStore, MemoryDeliveryStore
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_WEBHOOK_BYTES",
     "DEFAULT_SECRET_PARAM",
     "DEFAULT_WEBHOOK_PATH",

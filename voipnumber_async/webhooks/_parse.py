@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-import codecs
-import hmac
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
-from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from .._errors import (
-    InvalidPayloadError,
-    InvalidSecretError,
-    PayloadTooLargeError,
-    UnsupportedContentTypeError,
-    UntrustedHostError,
-)
+from .._errors import InvalidPayloadError, UntrustedHostError
 from .._models import InboundMessage
-from .._wire import JSON_CONTENT_TYPE, WEBHOOK_HOST, structure_inbound
+from .._wire import WEBHOOK_HOST, load_json, structure_inbound
+from ._body import DEFAULT_MAX_WEBHOOK_BYTES, BodyFormat, body_format, body_text, shown
+from ._secret import Secrets, empty_secret, secret_refused
 
 __all__ = ["DEFAULT_MAX_WEBHOOK_BYTES", "DEFAULT_SECRET_PARAM", "parse_inbound"]
 
-#: The largest delivery accepted: a documented one is about 250 bytes.
-DEFAULT_MAX_WEBHOOK_BYTES: Final = 64 * 1024
 #: The query parameter that carries the shared secret, when not a path segment.
 DEFAULT_SECRET_PARAM: Final = "secret"  # noqa: S105 - a parameter name
-
-#: Content types (lower-cased) that mean JSON in UTF-8 with nothing else to parse.
-_PLAIN_JSON_CONTENT_TYPES: Final = frozenset(
-    (JSON_CONTENT_TYPE, f"{JSON_CONTENT_TYPE}; charset=utf-8", f"{JSON_CONTENT_TYPE};charset=utf-8")
-)
 
 
 def parse_inbound(
@@ -57,25 +42,30 @@ def parse_inbound(
     ```
 
     The checks, in order, each with its own error (all `WebhookError`s, whose
-    `http_status` is the answer to give):
+    `http_status` is the answer to give). The URL and the headers are checked first,
+    so that a delivery that fails them is refused before its body is looked at:
 
-    1. the body is at most `max_bytes` (`PayloadTooLargeError`, 413);
-    2. when `secret` is set, `url` carries it as a path segment or as the query
+    1. when `secret` is set, `url` carries it as a path segment or as the query
        parameter `secret_param`, compared in constant time (`InvalidSecretError`, 403);
-    3. the `Host` header (or `X-Forwarded-Host`, behind a proxy) is one of
-       `expected_host`, by default the service's `api.voipnumber.net`; `None` turns
-       this check off (`UntrustedHostError`, 403);
-    4. the content type is `application/json`, a `charset` allowed
+    2. the `Host` header (or the first host of `X-Forwarded-Host`, behind proxies) is
+       one of `expected_host`, by default the service's `api.voipnumber.net`; `None`
+       turns this check off (`UntrustedHostError`, 403);
+    3. the content type is `application/json`, its `charset` (UTF-8 by default) one
+       Python decodes text with, and the `Content-Encoding`, if any, gzip or deflate
        (`UnsupportedContentTypeError`, 415);
-    5. the body is a JSON object with every documented field, of its documented type
+    4. the body is at most `max_bytes`, as sent and once inflated
+       (`PayloadTooLargeError`, 413);
+    5. the body is intact compressed data (when compressed), text in its charset, and
+       a JSON object with every documented field, of its documented type
        (`InvalidPayloadError`, 400).
 
     The `Host` check is the one the service suggests, and any client can fake that
     header: it stops mistakes, not attackers. The secret in the URL is the check to
-    rely on; keep the URL out of logs.
+    rely on; keep the URL out of logs. Neither the secret nor the URL is kept in the
+    locals of a frame an error passes through, for error trackers that record them.
 
     Args:
-        body: The request's raw body.
+        body: The request's raw body, as sent (compressed, if it was).
         headers: The request's headers.
         url: The URL the delivery was posted to (a full URL, or its path and query):
             needed when `secret` is set.
@@ -84,62 +74,97 @@ def parse_inbound(
             "Rotating the secret" in the docs).
         secret_param: The query parameter that may carry it.
         expected_host: The `Host` values accepted; `None` to skip the check.
-        max_bytes: The largest body accepted.
+        max_bytes: The largest body accepted, as sent and once inflated.
 
     Returns:
         The message, with unknown fields in `extra` and an unknown `type` kept.
 
     Raises:
         WebhookError: One of the checks failed; see above for which class means what.
+        TypeError: `secret` is set without `url`.
+        ValueError: `secret` is empty, or holds an empty one.
     """
-    check_size(body, max_bytes)
-    if secret is not None:
-        check_secret(url, secret, secret_param)
-    return parse_delivery(
-        body, headers, None if expected_host is None else allowed_hosts(expected_host)
+    refusal = None if secret is None else _secret_refusal(url, secret, secret_param)
+    # The URL carries the secret: both leave this frame's locals before anything is
+    # raised, since error trackers record the locals of every frame on a traceback.
+    del url, secret
+    if refusal is not None:
+        raise refusal
+    declared = check_headers(
+        headers, None if expected_host is None else allowed_hosts(expected_host)
     )
+    return parse_body(body, declared, max_bytes)
+
+
+def _secret_refusal(
+    url: str | None, secret: str | Sequence[str], secret_param: str
+) -> Exception | None:
+    """Why `url` fails the secret check, as the error to raise; None if it passes.
+
+    Returned, never raised, so that no frame holding the secret is on its traceback.
+    """
+    if url is None:
+        return TypeError("parse_inbound(secret=...) needs url=, the URL the delivery came to")
+    secrets = Secrets.of(secret)
+    if secrets is None:
+        return empty_secret()
+    return None if secrets.carried_by_url(url, secret_param) else secret_refused(secret_param)
 
 
 def allowed_hosts(expected: str | Iterable[str]) -> frozenset[str]:
-    """`expected_host` as the set of lower-cased names `parse_delivery` takes."""
-    if isinstance(expected, str):
-        return frozenset((expected.lower(),))
-    return frozenset(host.lower() for host in expected)
+    """`expected_host` as the set of lower-cased names `check_headers` takes.
 
-
-def check_size(body: bytes, max_bytes: int) -> None:
-    if len(body) > max_bytes:
-        raise PayloadTooLargeError(
-            f"the delivery is {len(body)} bytes, over the limit of {max_bytes}"
+    Raises:
+        ValueError: No host at all: every delivery would be refused.
+    """
+    hosts = frozenset((expected,) if isinstance(expected, str) else expected)
+    if not hosts:
+        raise ValueError(
+            "expected_host names no host, so every delivery would be refused: pass the "
+            "Host values accepted, or None to skip the check"
         )
+    return frozenset(host.lower() for host in hosts)
 
 
-def parse_delivery(
-    body: bytes, headers: Mapping[str, str], allowed: frozenset[str] | None
-) -> InboundMessage:
-    """`parse_inbound` after its size and secret checks: the host, the content type, the JSON.
+def check_headers(headers: Mapping[str, str], allowed: frozenset[str] | None) -> BodyFormat:
+    """`parse_inbound`'s checks of the headers: the host, the content type and coding.
 
-    `create_app` calls it directly, having checked the secret without parsing a URL;
-    `allowed` is `allowed_hosts(expected_host)`, or None to skip the host check.
+    `create_app` calls it directly, before it reads the body; `allowed` is
+    `allowed_hosts(expected_host)`, or None to skip the host check.
+
+    Returns:
+        The charset and content coding the headers declare, for `parse_body`.
     """
     if isinstance(headers, (CIMultiDictProxy, CIMultiDict)):
         # Case-insensitive already (aiohttp's `request.headers`): look the names up. A
-        # repeated header's last value wins, as it does in the lower-cased dict below.
+        # repeated header's last value wins, as it does in the lower-cased dict below,
+        # except X-Forwarded-Host's, whose first line names the first hop.
         content_type = _last(headers.getall(hdrs.CONTENT_TYPE, None))
+        content_encoding = _joined(headers.getall(hdrs.CONTENT_ENCODING, None))
         if allowed is not None:
             _check_host(
                 _last(headers.getall(hdrs.HOST, None)) or "",
-                _last(headers.getall(hdrs.X_FORWARDED_HOST, None)) or "",
+                headers.get(hdrs.X_FORWARDED_HOST, ""),
                 allowed,
             )
     else:
-        lowered = {name.lower(): value for name, value in headers.items()}
+        lowered: dict[str, str] = {}
+        for name, value in headers.items():
+            key = name.lower()
+            if key != "x-forwarded-host" or key not in lowered:
+                lowered[key] = value
         content_type = lowered.get("content-type")
+        content_encoding = lowered.get("content-encoding")
         if allowed is not None:
             _check_host(lowered.get("host", ""), lowered.get("x-forwarded-host", ""), allowed)
-    text = _decode(body, content_type)
+    return body_format(content_type, content_encoding)
+
+
+def parse_body(body: bytes, declared: BodyFormat, max_bytes: int) -> InboundMessage:
+    """`parse_inbound` after its header checks: the size, the coding, the charset, the JSON."""
+    text = body_text(body, declared, max_bytes)
     try:
-        payload = json.loads(text)
+        payload = load_json(text)
     except ValueError as error:
         raise InvalidPayloadError(f"the delivery is not JSON: {error}") from None
     return structure_inbound(payload)
@@ -149,92 +174,20 @@ def _last(values: list[str] | None) -> str | None:
     return values[-1] if values else None
 
 
-def secrets_of(secret: str | Sequence[str]) -> tuple[bytes, ...]:
-    """The secret, or each of several, as the bytes `carries_secret` compares.
-
-    Raises:
-        ValueError: No secret, or an empty one: it would accept every delivery.
-    """
-    secrets = (secret,) if isinstance(secret, str) else tuple(secret)
-    if not secrets or not all(isinstance(s, str) and s for s in secrets):
-        raise ValueError(
-            "an empty secret would accept every delivery: pass a non-empty string (or "
-            "several), or secret=None to skip the check"
-        )
-    return tuple(s.encode() for s in secrets)
-
-
-def check_secret(url: str | None, secret: str | Sequence[str], secret_param: str) -> None:
-    if url is None:
-        raise TypeError("parse_inbound(secret=...) needs url=, the URL the delivery came to")
-    expected = secrets_of(secret)
-    parts = urlsplit(url)
-    candidates = [segment for segment in parts.path.split("/") if segment]
-    candidates += [value for name, value in parse_qsl(parts.query) if name == secret_param]
-    if not carries_secret(candidates, expected):
-        raise secret_refused(secret_param)
-
-
-def carries_secret(candidates: Iterable[str], expected: tuple[bytes, ...]) -> bool:
-    """Whether one of `candidates` (from the delivery's URL) is one of the secrets."""
-    # Every candidate is compared with every secret, so the time taken says nothing of
-    # where a match is, nor of which secret matched.
-    matched = False
-    for candidate in candidates:
-        given = candidate.encode()
-        for secret in expected:
-            matched |= hmac.compare_digest(given, secret)
-    return matched
-
-
-def secret_refused(secret_param: str) -> InvalidSecretError:
-    """The error for a delivery whose URL does not carry the secret."""
-    return InvalidSecretError(
-        "the webhook URL does not carry the shared secret "
-        f"(as a path segment or as ?{secret_param}=)"
-    )
+def _joined(values: list[str] | None) -> str | None:
+    """Repeated lines of a list header, as the one line they stand for (RFC 9110 5.3)."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else ", ".join(values)
 
 
 def _check_host(host: str, forwarded: str, allowed: frozenset[str]) -> None:
     if forwarded:
+        # Each proxy appends the host it was asked for: the first is the client's.
         host = forwarded.split(",", maxsplit=1)[0].strip() or host
     name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     if name.lower() not in allowed:
         raise UntrustedHostError(
-            f"the delivery's Host is {host!r}, not {sorted(allowed)[0]!r} as the service "
+            f"the delivery's Host is {shown(host)}, not {sorted(allowed)[0]!r} as the service "
             "sends (pass expected_host= to change, or None to skip this check)"
         )
-
-
-def _decode(body: bytes, content_type: str | None) -> str:
-    # The service's own content type (and the common spellings of it with UTF-8) decode
-    # as UTF-8 without parsing; anything else goes the long way, to the same result.
-    if content_type is not None and content_type.lower() in _PLAIN_JSON_CONTENT_TYPES:
-        charset = "utf-8"
-    else:
-        charset = _charset(content_type)
-    try:
-        return body.decode(charset)
-    except UnicodeDecodeError as error:
-        raise InvalidPayloadError(f"the delivery is not valid {charset}: {error}") from None
-
-
-def _charset(content_type: str | None) -> str:
-    """The charset a JSON content type declares (UTF-8 by default), checked."""
-    media_type, _, parameters = (content_type or "").partition(";")
-    if media_type.strip().lower() != JSON_CONTENT_TYPE:
-        raise UnsupportedContentTypeError(
-            f"the delivery's content type is {content_type!r}, not {JSON_CONTENT_TYPE!r}"
-        )
-    charset = "utf-8"
-    for parameter in parameters.split(";"):
-        name, _, value = parameter.partition("=")
-        if name.strip().lower() == "charset" and value.strip():
-            charset = value.strip().strip('"').lower()
-    try:
-        codecs.lookup(charset)
-    except LookupError:
-        raise UnsupportedContentTypeError(
-            f"the delivery's charset {charset!r} is not one Python knows"
-        ) from None
-    return charset
