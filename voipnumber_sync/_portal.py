@@ -160,6 +160,8 @@ class Portal:
 
     def __init__(self) -> None:
         self._start_lock = threading.Lock()
+        #: Set once the loop runs; made by the first caller, who starts the loop.
+        self._started: threading.Event | None = None
         self._submissions = _Submissions()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
@@ -170,17 +172,26 @@ class Portal:
         """The portal's running loop, started on first use."""
         loop = self._loop
         if loop is None:
+            # The lock only elects the caller that starts the loop: nothing waits while
+            # holding it. Under gevent (`gunicorn -k gevent --preload`: this module
+            # imported before threading was patched) the lock is a real OS lock and the
+            # waits below yield to the hub; a greenlet that held the lock across them
+            # blocked every other greenlet that came for it, and the worker hung.
             with self._start_lock:
-                if self._loop is None:
-                    self._start()
-                loop = self._loop
-                assert loop is not None
+                started = self._started
+                starter = started is None
+                if started is None:
+                    started = self._started = threading.Event()
+            if starter:
+                self._start(started)
+            started.wait()
+            loop = self._loop
+            assert loop is not None
         return loop
 
-    def _start(self) -> None:
+    def _start(self, started: threading.Event) -> None:
         selector = _StartingSelector(self._submissions)
         loop = selector.loop = asyncio.SelectorEventLoop(selector)
-        started = threading.Event()
 
         def run() -> None:
             # asyncio reads from a socket into a fresh 256 KiB buffer, then shrinks it.
@@ -198,10 +209,9 @@ class Portal:
             loop.run_forever()
 
         thread = threading.Thread(target=run, name="voipnumber-portal", daemon=True)
-        thread.start()
-        started.wait()
         self._thread = thread
         self._loop = loop
+        thread.start()
 
     def call(
         self,
@@ -290,6 +300,7 @@ class Portal:
         # The parent's loop thread does not exist here; its loop and lock are the
         # parent's. Forget them: the next call starts a loop of this process's own.
         self._start_lock = threading.Lock()
+        self._started = None
         self._submissions = _Submissions()
         self._loop = None
         self._thread = None
