@@ -133,7 +133,13 @@ class Transport:
                 raise
             # aiohttp's "Session is closed": closed before this request had a connection.
             failure = closed_while_waiting()
-        raise failure
+        try:
+            raise failure
+        finally:
+            # Raised outside the `except`, it should have no context; Python 3.10 still
+            # links aiohttp's error (in a coroutine, the handled error outlives its
+            # block), and with it the frames whose locals hold the Authorization header.
+            failure.__context__ = None
 
     async def aclose(self) -> None:
         """Close the session and its connections. Safe to call more than once."""
