@@ -81,10 +81,12 @@ _RECORD_ROWS_PER_STATEMENT: Final = 64
 
 @functools.lru_cache(maxsize=16)
 def _reserve_sql(rows: int) -> str:
-    """Reserve `rows` rows: `now`, then `(position, content_hash, idempotency_key)` each."""
-    values = ", ".join(
-        f"(?{3 * row + 2}, ?{3 * row + 3}, ?{3 * row + 4}, 'pending', ?1)" for row in range(rows)
-    )
+    """Reserve `rows` rows: `(position, content_hash, idempotency_key, now)` each.
+
+    Plain `?` placeholders: numbered ones given a sequence are deprecated since Python
+    3.12 and an error from 3.14.
+    """
+    values = ", ".join(["(?, ?, ?, 'pending', ?)"] * rows)
     return _RESERVE_ROWS_SQL.format(values=values)
 
 
@@ -350,7 +352,9 @@ class Journal:
                 db.executemany(_RESERVE_ROW_SQL, [(*row, now) for row in rows])
                 return
             for chunk in _chunks(rows, _RESERVE_ROWS_PER_STATEMENT):
-                db.execute(_reserve_sql(len(chunk)), [now, *chain.from_iterable(chunk)])
+                db.execute(
+                    _reserve_sql(len(chunk)), list(chain.from_iterable((*r, now) for r in chunk))
+                )
 
     async def record(self, rows: Sequence[RecordRow]) -> None:
         """Commit outcomes, each made by `sent_row` or `outcome_row`."""
