@@ -85,10 +85,16 @@ Every call runs the async client's coroutine on the portal's private event loop
 '''
 
 
+#: Async names the sync facade takes as they are: a transport runs on the portal's loop.
+KEPT_ASYNC = frozenset({"AsyncTransport"})
+
+
 def sync_name(name: str) -> str:
     """The twin of an async class or type name (unchanged if it has none)."""
     if name in TYPE_NAMES:
         return TYPE_NAMES[name]
+    if name in KEPT_ASYNC:
+        return name
     if name.startswith("Async") and name[5:6].isupper():
         return name[5:]
     return name
@@ -96,7 +102,7 @@ def sync_name(name: str) -> str:
 
 def sync_doc(text: str) -> str:
     """A docstring of the async client, as its blocking twin says it."""
-    text = re.sub(r"\bAsync([A-Z]\w*)", r"\1", text)
+    text = re.sub(r"\bAsync([A-Z]\w*)", lambda m: sync_name(m.group(0)), text)
     for pattern, replacement in DOC_PHRASES:
         text = pattern.sub(replacement, text)
     return text

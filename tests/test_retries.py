@@ -218,6 +218,32 @@ def test_backoff_is_full_jitter_capped_by_max_backoff() -> None:
     assert max(waits) > 2  # the cap grows with the attempts
 
 
+def test_next_wait_is_the_whole_decision_attempts_then_deadline_then_retry_after() -> None:
+    policy = RetryPolicy(max_retries=2, initial_backoff=1, max_backoff=1, deadline=10)
+    unavailable = ServiceUnavailableError("down")
+    limited = RateLimitError("slow down", retry_after=3)
+
+    assert policy.next_wait(unavailable, attempt=1, elapsed=0) is not None
+    assert policy.next_wait(unavailable, attempt=2, elapsed=0) is not None
+    assert policy.next_wait(unavailable, attempt=3, elapsed=0) is None  # retries spent
+    assert policy.next_wait(limited, attempt=1, elapsed=0) == 3  # the service's wait
+    assert policy.next_wait(limited, attempt=1, elapsed=7) == 3  # ends at 10: in time
+    assert policy.next_wait(limited, attempt=1, elapsed=7.01) is None  # ends past it
+    assert policy.next_wait(OutcomeUnknownError("?"), attempt=1, elapsed=0) is None
+    assert policy.next_wait(RateLimitError("later", retry_after=61), attempt=1, elapsed=0) is None
+
+
+def test_backoff_follows_tenacitys_exponential_schedule_with_full_jitter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    highs: list[float] = []
+    monkeypatch.setattr("random.uniform", lambda low, high: highs.append(high) or high)
+    policy = RetryPolicy(initial_backoff=0.5, max_backoff=3)
+
+    assert [policy.backoff(attempt) for attempt in range(1, 6)] == [0.5, 1, 2, 3, 3]
+    assert highs == [0.5, 1, 2, 3, 3]
+
+
 def test_the_default_policy_retries_only_what_was_certainly_not_processed() -> None:
     policy = RetryPolicy()
     assert policy.should_retry(ServiceUnavailableError("x"))

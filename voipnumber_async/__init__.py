@@ -11,6 +11,7 @@ For code that does not use asyncio, `voipnumber_sync.VoipNumber` is the same cli
 with blocking calls.
 """
 
+from ._aiohttp import AiohttpTransport
 from ._bulk import (
     DEFAULT_CONCURRENCY,
     AsyncSendMany,
@@ -58,6 +59,7 @@ from ._models import InboundMessage, MessageStatus, MessageType, SentMessage
 from ._rate import LocalPacer, Pacer
 from ._retry import RetryEvent, RetryPolicy
 from ._segments import SegmentEstimate, estimate_segments
+from ._transport import AsyncTransport, TransportRequest, TransportResponse
 from ._version import __version__
 
 __all__ = [
@@ -72,8 +74,10 @@ __all__ = [
     "NOT_GIVEN",
     "APIConnectionError",
     "APIError",
+    "AiohttpTransport",
     "AsyncSendMany",
     "AsyncSms",
+    "AsyncTransport",
     "AsyncVoipNumber",
     "AuthenticationError",
     "BulkSummary",
@@ -105,6 +109,8 @@ __all__ = [
     "SentMessage",
     "ServiceUnavailableError",
     "Timeout",
+    "TransportRequest",
+    "TransportResponse",
     "UnexpectedResponseError",
     "UnsupportedContentTypeError",
     "UntrustedHostError",

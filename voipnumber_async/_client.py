@@ -10,6 +10,7 @@ from typing import Final, NoReturn
 import attrs
 import yarl
 
+from ._aiohttp import AiohttpTransport
 from ._bulk import DEFAULT_CONCURRENCY, AsyncSendMany, MessageLike
 from ._config import (
     DEFAULT_BASE_URL,
@@ -25,8 +26,8 @@ from ._errors import ConfigurationError
 from ._models import SentMessage
 from ._rate import LocalPacer, Pacer
 from ._retry import RetryPolicy
-from ._sender import Sender
-from ._transport import Transport, client_timeout
+from ._sender import Connections, Sender
+from ._transport import AsyncTransport
 from ._validation import check_body, check_idempotency_key, check_number
 from ._wire import (
     HEADER_IDEMPOTENCY_KEY,
@@ -162,6 +163,9 @@ class AsyncVoipNumber:
             which pauses every request of the client for a 429's `Retry-After`. Pass
             one `LocalPacer(rate=...)` to cap all sends of this client (copies share
             it), or a shared one to pace several clients together.
+        transport: What carries each request: any `AsyncTransport` (one async method,
+            `handle_async_request`). By default an `AiohttpTransport`; in tests,
+            `voipnumber_async.testing.MockTransport`. Closing the client closes it.
 
     Raises:
         ConfigurationError: A credential is missing, or a setting is invalid.
@@ -181,6 +185,7 @@ class AsyncVoipNumber:
         retry: RetryPolicy | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         pacer: Pacer | None = None,
+        transport: AsyncTransport | None = None,
     ) -> None:
         account_id = _setting(account_id, ENV_ACCOUNT_ID)
         api_token = _setting(api_token, ENV_API_TOKEN)
@@ -204,12 +209,21 @@ class AsyncVoipNumber:
                 f"pacer must be a Pacer (such as LocalPacer), got {type(pacer).__name__}",
                 field="pacer",
             )
+        if transport is not None and not isinstance(transport, AsyncTransport):
+            raise ConfigurationError(
+                "transport must have an async handle_async_request(request) method (an "
+                f"AsyncTransport such as AiohttpTransport), got {type(transport).__name__}",
+                field="transport",
+            )
         policy = retry if retry is not None else RetryPolicy()
         if retry is None or max_retries != DEFAULT_MAX_RETRIES:
             policy = _with_max_retries(policy, max_retries)
         self._base_url = _check_base_url(_setting(base_url, ENV_BASE_URL) or DEFAULT_BASE_URL)
         self._send_url = self._base_url + SEND_SMS_PATH
-        self._transport = Transport(max_connections=max_connections)
+        self._transport: AsyncTransport = (
+            AiohttpTransport(max_connections=max_connections) if transport is None else transport
+        )
+        self._connections = Connections(self._transport, max_connections=max_connections)
         self._pacer: Pacer = LocalPacer() if pacer is None else pacer
         self._owns_transport = True
         self._configure(Timeout.coerce(timeout), policy)
@@ -224,9 +238,9 @@ class AsyncVoipNumber:
         self._sender = Sender(
             url=self._send_url,
             credentials=self._credentials,
-            transport=self._transport,
+            connections=self._connections,
             pacer=self._pacer,
-            timeout=client_timeout(timeout),
+            timeout=timeout,
             retry=retry,
         )
         self.sms = AsyncSms(self)
@@ -254,7 +268,7 @@ class AsyncVoipNumber:
     @property
     def closed(self) -> bool:
         """Whether `aclose()` was called (on this client, or on the one it was copied from)."""
-        return self._transport.closed
+        return self._connections.closed
 
     def rotate_api_token(self, api_token: str) -> None:
         """Use a new API token from now on, in this client and every copy of it.
@@ -291,6 +305,7 @@ class AsyncVoipNumber:
         copy._base_url = self._base_url
         copy._send_url = self._send_url
         copy._transport = self._transport
+        copy._connections = self._connections
         copy._pacer = self._pacer
         copy._owns_transport = False
         copy._configure(
@@ -301,7 +316,7 @@ class AsyncVoipNumber:
     async def aclose(self) -> None:
         """Close the connection pool. Safe to call twice; a no-op on a `with_options` copy."""
         if self._owns_transport:
-            await self._transport.aclose()
+            await self._connections.aclose()
 
     async def __aenter__(self) -> AsyncVoipNumber:
         return self

@@ -151,6 +151,14 @@ class ConfigurationError(InvalidRequestError):
 class ClientClosedError(VoipNumberError, RuntimeError):
     """The client was used after it was closed; nothing was sent."""
 
+    @classmethod
+    def while_waiting(cls) -> ClientClosedError:
+        """The error of a request that waited to be sent while its client was closed."""
+        return cls(
+            "this voipnumber client was closed while the request waited to be sent; "
+            "nothing was sent. Close the client only once its sends are done"
+        )
+
 
 class RunStoppedError(VoipNumberError):
     """A `send_many` run was stopped (`stop()`, Ctrl-C, SIGTERM) before this message was sent.

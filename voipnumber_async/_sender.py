@@ -4,8 +4,9 @@
 steps, one module each:
 
 ```
-pace (_rate: Pacer) -> a connection slot (_transport) -> POST (_transport)
-    -> decode (_wire) -> decide (_retry: RetryPolicy, run by tenacity)
+pace (_rate: Pacer) -> a connection slot (Connections, here)
+    -> send (_transport: AsyncTransport; AiohttpTransport in _aiohttp by default)
+    -> decode (_wire) -> decide (_retry: RetryPolicy.next_wait)
 ```
 
 Every error leaves with the attempts made and the idempotency key they carried.
@@ -13,20 +14,25 @@ Every error leaves with the attempts made and the idempotency key they carried.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Mapping
+from typing import Protocol
 
-import aiohttp
-
-from ._config import LOGGER_NAME
-from ._errors import ClientClosedError, RateLimitError, VoipNumberError
+from ._config import LOGGER_NAME, MAX_ANSWER_BYTES, Timeout
+from ._errors import (
+    ClientClosedError,
+    RateLimitError,
+    VoipNumberError,
+)
 from ._models import SentMessage
 from ._rate import Pacer
-from ._retry import RetryPolicy, retry_after_failure
-from ._transport import HeaderSource, Transport, closed_while_waiting
-from ._wire import Answer, decode_send_answer
+from ._retry import RetryPolicy, announce_retry
+from ._transport import AsyncTransport, TransportRequest, TransportResponse
+from ._wire import answer_too_large, decode_send_answer
 
-__all__ = ["SendWatch", "Sender", "Stopped", "closed_error"]
+__all__ = ["Connections", "HeaderSource", "SendWatch", "Sender", "Stopped", "closed_error"]
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -70,28 +76,74 @@ def closed_error() -> ClientClosedError:
     )
 
 
+class HeaderSource(Protocol):
+    """What builds a request's headers: the client's credentials, whose repr hides the token."""
+
+    def headers_with(self, idempotency_key: str) -> Mapping[str, str]:
+        """Every header of a send, with its `Idempotency-Key`."""
+        ...
+
+
+class Connections:
+    """A client's transport and its share of it: `max_connections` requests at once.
+
+    Shared by a client and its `with_options()` copies. Requests beyond the limit queue
+    for one of its slots before their attempt's timeout starts: otherwise a burst larger
+    than the pool would spend its `connect` limit waiting and fail without ever being
+    sent. A request that holds a slot is on the wire; one waiting for a slot has sent
+    nothing.
+    """
+
+    __slots__ = ("_limit", "_loop", "_slots", "closed", "transport")
+
+    def __init__(self, transport: AsyncTransport, *, max_connections: int) -> None:
+        self.transport = transport
+        self.closed = False
+        self._limit = max_connections
+        self._slots = asyncio.Semaphore(max_connections)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        """Held while a request is in the transport: `async with connections.slots:`."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # A semaphore belongs to the loop it first waited on: a new loop (a forked
+            # child's, a test's) gets fresh slots.
+            self._loop = loop
+            self._slots = asyncio.Semaphore(self._limit)
+        return self._slots
+
+    async def aclose(self) -> None:
+        """Refuse new requests, and close the transport if it can be closed."""
+        self.closed = True
+        close = getattr(self.transport, "aclose", None)
+        if close is not None:
+            await close()
+
+
 class Sender:
     """Sends one prepared request under a retry policy, pacing every attempt.
 
-    One per client and per `with_options()` copy: copies share the transport, the
+    One per client and per `with_options()` copy: copies share the connections, the
     credentials and the pacer, and differ in timeout and policy.
     """
 
-    __slots__ = ("_credentials", "_pacer", "_retry", "_timeout", "_transport", "_url")
+    __slots__ = ("_connections", "_credentials", "_pacer", "_retry", "_timeout", "_url")
 
     def __init__(
         self,
         *,
         url: str,
         credentials: HeaderSource,
-        transport: Transport,
+        connections: Connections,
         pacer: Pacer,
-        timeout: aiohttp.ClientTimeout,
+        timeout: Timeout,
         retry: RetryPolicy,
     ) -> None:
         self._url = url
         self._credentials = credentials
-        self._transport = transport
+        self._connections = connections
         self._pacer = pacer
         self._timeout = timeout
         self._retry = retry
@@ -104,7 +156,7 @@ class Sender:
     @property
     def closed(self) -> bool:
         """Whether the client was closed."""
-        return self._transport.closed
+        return self._connections.closed
 
     async def send(
         self,
@@ -114,7 +166,7 @@ class Sender:
         pacer: Pacer | None = None,
         watch: SendWatch | None = None,
     ) -> SentMessage:
-        """POST one message, retrying under the policy.
+        """POST one message, retrying as the policy decides.
 
         Args:
             payload: The request's JSON body.
@@ -125,72 +177,53 @@ class Sender:
         Raises:
             VoipNumberError: The send failed; `attempts` and `idempotency_key` say how.
         """
-        if self._transport.closed:
+        if self._connections.closed:
             raise closed_error()
         policy = self._retry
         pace = self._pacer if pacer is None else pacer
-        transport = self._transport
-        attempts = 0
+        connections = self._connections
         started = time.monotonic()
-
-        async def attempt() -> SentMessage:
-            nonlocal attempts
-            if watch is not None and watch.stopping:
-                raise Stopped
-            wait = pace.acquire(max_wait=policy.longest_wait_now(started))
-            if wait is not None:
-                await wait
-            async with transport.slots:
-                if transport.closed:
-                    raise closed_while_waiting()
-                if watch is not None:
-                    if watch.stopping:
-                        raise Stopped
-                    watch.attempts += 1
-                attempts += 1
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug(
-                        "POST %s attempt %d (idempotency_key=%s)",
-                        self._url,
-                        attempts,
-                        idempotency_key,
-                    )
-                answer = await self._post(payload, idempotency_key, watch)
+        tries = attempts = 0  # turns taken, and requests made in them
+        while True:
+            tries += 1
             try:
-                return decode_send_answer(answer)
+                if watch is not None and watch.stopping:
+                    raise Stopped
+                wait = pace.acquire(max_wait=policy.longest_wait_now(started))
+                if wait is not None:
+                    await wait
+                async with connections.slots:
+                    if connections.closed:
+                        raise ClientClosedError.while_waiting()
+                    if watch is not None:
+                        if watch.stopping:
+                            raise Stopped
+                        watch.attempts += 1
+                    attempts += 1
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug(
+                            "POST %s attempt %d (idempotency_key=%s)",
+                            self._url,
+                            attempts,
+                            idempotency_key,
+                        )
+                    answer = await self._send_request(payload, idempotency_key, watch)
+                message = _decode(answer, watch)
+                break
             except VoipNumberError as error:
-                if watch is not None:
-                    watch.may_have_been_sent |= error.may_have_been_sent
-                    watch.rate_limited += isinstance(error, RateLimitError)
-                raise
-
-        def before_retry(error: VoipNumberError, wait: float) -> None:
-            # This request waits out a 429's Retry-After, so every request of the pacer
-            # does: the others would only be refused too. (A 429 raised instead pauses
-            # nothing: that caller decides when to try again.)
-            if isinstance(error, RateLimitError):
-                pace.rate_limited(error.retry_after)
-
-        try:
-            try:
-                message = await attempt()
-            except VoipNumberError as error:
-                if policy.max_retries == 0 or not policy.should_retry(error):
+                delay = policy.next_wait(error, attempt=tries, elapsed=time.monotonic() - started)
+                if delay is None:
+                    error.attempts = attempts
+                    error.idempotency_key = idempotency_key
+                    logger.debug("send failed after %d attempt(s): %r", attempts, error)
                     raise
-                message = await retry_after_failure(
-                    attempt,
-                    error,
-                    policy,
-                    started=started,
-                    idempotency_key=idempotency_key,
-                    attempts_made=lambda: attempts,
-                    before_retry=before_retry,
-                )
-        except VoipNumberError as error:
-            error.attempts = attempts
-            error.idempotency_key = idempotency_key
-            logger.debug("send failed after %d attempt(s): %r", attempts, error)
-            raise
+                if isinstance(error, RateLimitError):
+                    # This request waits out a 429's Retry-After, so every request of the
+                    # pacer does: the others would only be refused too. (A 429 raised
+                    # instead pauses nothing: that caller decides when to try again.)
+                    pace.rate_limited(error.retry_after)
+                announce_retry(policy, error, attempt=attempts, wait=delay, key=idempotency_key)
+                await asyncio.sleep(delay)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "sent id=%s status=%s after %d attempt(s) in %.1f ms",
@@ -201,21 +234,49 @@ class Sender:
             )
         return message
 
-    async def _post(self, payload: bytes, idempotency_key: str, watch: SendWatch | None) -> Answer:
-        """One request, holding a connection slot; the watch knows it is on the wire."""
+    async def _send_request(
+        self, payload: bytes, idempotency_key: str, watch: SendWatch | None
+    ) -> TransportResponse:
+        """One request through the transport; the watch knows it is on the wire.
+
+        The request is built in the call, so that no local of a frame an error passes
+        through holds its headers (the token).
+        """
         if watch is not None:
             watch.on_wire = True
         try:
-            return await self._transport.post(
-                self._url, payload, self._credentials, idempotency_key, self._timeout
-            )
-        except BaseException as error:
-            if watch is not None:
-                # Cancelled on the wire (a stop past its drain) may have been sent too.
-                watch.may_have_been_sent |= (
-                    error.may_have_been_sent if isinstance(error, VoipNumberError) else True
+            return await self._connections.transport.handle_async_request(
+                TransportRequest(
+                    "POST",
+                    self._url,
+                    headers=self._credentials.headers_with(idempotency_key),
+                    body=payload,
+                    timeout=self._timeout,
                 )
+            )
+        except VoipNumberError as error:
+            if watch is not None:
+                watch.may_have_been_sent |= error.may_have_been_sent
+            raise
+        except BaseException:
+            if watch is not None:
+                # Cancelled on the wire (a stop past its drain), or a transport's bug:
+                # it may have been sent too.
+                watch.may_have_been_sent = True
             raise
         finally:
             if watch is not None:
                 watch.on_wire = False
+
+
+def _decode(answer: TransportResponse, watch: SendWatch | None) -> SentMessage:
+    """The answer as a `SentMessage`, or the typed error it stands for (the watch told)."""
+    try:
+        if len(answer.body) > MAX_ANSWER_BYTES:
+            raise answer_too_large(answer.status, answer.headers, MAX_ANSWER_BYTES)
+        return decode_send_answer(answer)
+    except VoipNumberError as error:
+        if watch is not None:
+            watch.may_have_been_sent |= error.may_have_been_sent
+            watch.rate_limited += isinstance(error, RateLimitError)
+        raise

@@ -37,6 +37,7 @@ from ._errors import (
     VoipNumberError,
 )
 from ._models import InboundMessage, SentMessage
+from ._transport import TransportResponse
 from ._version import __version__
 
 # --- The request (assumed) -------------------------------------------------------------
@@ -354,13 +355,8 @@ _STATUS_HINTS: Final[Mapping[type[VoipNumberError], str]] = {
 _EXCERPT_CHARS: Final = 200
 
 
-@attrs.frozen
-class Answer:
-    """An HTTP answer as the transport read it."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
+#: An HTTP answer as the transport read it.
+Answer = TransportResponse
 
 
 def load_json(text: str | bytes) -> Any:

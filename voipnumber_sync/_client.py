@@ -31,6 +31,7 @@ from voipnumber_async._config import (
 from voipnumber_async._models import SentMessage
 from voipnumber_async._rate import Pacer
 from voipnumber_async._retry import RetryPolicy
+from voipnumber_async._transport import AsyncTransport
 
 from ._portal import Portal, portal
 
@@ -63,6 +64,9 @@ class VoipNumber:
             which pauses every request of the client for a 429's `Retry-After`. Pass
             one `LocalPacer(rate=...)` to cap all sends of this client (copies share
             it), or a shared one to pace several clients together.
+        transport: What carries each request: any `AsyncTransport` (one async method,
+            `handle_async_request`). By default an `AiohttpTransport`; in tests,
+            `voipnumber_async.testing.MockTransport`. Closing the client closes it.
 
     Raises:
         ConfigurationError: A credential is missing, or a setting is invalid.
@@ -85,6 +89,7 @@ class VoipNumber:
         retry: RetryPolicy | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         pacer: Pacer | None = None,
+        transport: AsyncTransport | None = None,
     ) -> None:
         try:
             self._async = AsyncVoipNumber(
@@ -96,6 +101,7 @@ class VoipNumber:
                 retry=retry,
                 max_connections=max_connections,
                 pacer=pacer,
+                transport=transport,
             )
         finally:
             del api_token

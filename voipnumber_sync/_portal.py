@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from typing import Any, ParamSpec, TypeVar
 
-from voipnumber_async._transport import close_transports_on
+from voipnumber_async._aiohttp import close_transports_on
 
 __all__ = ["Portal", "portal"]
 

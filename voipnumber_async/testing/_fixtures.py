@@ -1,18 +1,4 @@
-"""Pytest fixtures for testing code that uses the SDK, against the embedded sandbox.
-
-Enable them in a `conftest.py`:
-
-```py
-pytest_plugins = ["voipnumber_async.testing"]
-
-def test_welcome_sms(voipnumber_sandbox):
-    send_welcome_sms(**voipnumber_sandbox.client_settings())   # your code
-    assert [m.to for m in voipnumber_sandbox.messages] == ["+447483866525"]
-```
-
-The sandbox serves from a thread of its own, so the same fixture works for blocking
-tests and for async tests on any event loop. It needs pytest, and nothing else.
-"""
+"""The pytest fixtures of `voipnumber_async.testing`: the embedded sandbox, per test."""
 
 from __future__ import annotations
 
@@ -20,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .sandbox import Sandbox
+from ..sandbox import Sandbox
 
 __all__ = ["voipnumber_env", "voipnumber_sandbox"]
 
