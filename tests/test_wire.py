@@ -12,16 +12,15 @@ import pytest
 from _support import fixture_bytes
 
 from voipnumber_async import SentMessage, UnexpectedResponseError
-from voipnumber_async._wire import (
+from voipnumber_async._wire.answers import (
     Answer,
-    converter,
     decode_send_answer,
     encode_send_success,
-    format_service_datetime,
-    new_idempotency_key,
     parse_retry_after,
-    parse_service_datetime,
 )
+from voipnumber_async._wire.convert import converter
+from voipnumber_async._wire.dates import format_service_datetime, parse_service_datetime
+from voipnumber_async._wire.requests import new_idempotency_key
 
 EXPECTED = SentMessage(
     id="feefcc83-d6ae-4580-b4dc-6ee16b37ff04",

@@ -24,7 +24,7 @@ from ._models import SentMessage
 from ._rate import Pacer
 from ._retry import RetryPolicy, retry_after_failure
 from ._transport import HeaderSource, Transport, closed_while_waiting
-from ._wire import Answer, decode_send_answer
+from ._wire.answers import Answer, decode_send_answer
 
 __all__ = ["SendWatch", "Sender", "Stopped", "closed_error"]
 

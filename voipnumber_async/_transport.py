@@ -26,7 +26,7 @@ from ._errors import (
     OutcomeUnknownError,
     VoipNumberError,
 )
-from ._wire import Answer, answer_too_large
+from ._wire.answers import Answer, answer_too_large
 
 
 def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
