@@ -146,7 +146,7 @@ def test_retry_after_in_seconds_or_as_an_http_date(
 
 
 def test_idempotency_keys_are_distinct_version_4_uuids_across_threads() -> None:
-    # The random bytes are read ahead per thread: no two threads may share them.
+    # A guard for any future cache of random bytes: no two threads may share them.
     keys: list[list[str]] = [[] for _ in range(8)]
 
     def make(slot: list[str]) -> None:
@@ -166,7 +166,8 @@ def test_idempotency_keys_are_distinct_version_4_uuids_across_threads() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_never_repeats_its_parents_idempotency_keys() -> None:
-    new_idempotency_key()  # bytes read ahead, which a child must not reuse
+    # A guard for any future cache of random bytes, which a child must not reuse.
+    new_idempotency_key()
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: its next keys, to the parent
