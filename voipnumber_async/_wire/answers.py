@@ -26,7 +26,7 @@ from .._errors import (
 )
 from .._models import SentMessage
 from .codes import ERROR_CLASSES, ERROR_HINTS, STATUS_CLASSES, STATUS_HINTS
-from .convert import converter, sent_message_from_exact
+from .convert import converter
 
 #: The header that names an answer for the service's support (**assumed**).
 HEADER_REQUEST_ID: Final = "X-Request-Id"
@@ -87,7 +87,7 @@ def decode_send_answer(answer: Answer) -> SentMessage:
         payload = _json_or_none(answer.body)
         result = _unwrap_ok(payload)
         if 200 <= status < 300 and result is not None:
-            return sent_message_from_exact(result) or converter.structure(result, SentMessage)
+            return converter.structure(result, SentMessage)
         failure = error_from_answer(answer, payload)
     except Exception as error:  # an answer, however broken, must never crash the caller
         read_as_success = 200 <= status < 300

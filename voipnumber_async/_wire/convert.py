@@ -29,9 +29,6 @@ def make_converter() -> cattrs.Converter:
     structure_known = make_dict_structure_fn(SentMessage, converter)
 
     def structure_sent_message(data: Mapping[str, Any], _: type[SentMessage]) -> SentMessage:
-        fast = sent_message_from_exact(data)
-        if fast is not None:
-            return fast
         split = {key: data[key] for key in known if key in data}
         split["extra"] = {key: value for key, value in data.items() if key not in known}
         return structure_known(split, SentMessage)
@@ -52,38 +49,6 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(InboundMessage, lambda data, _: structure_inbound(data))
     converter.register_unstructure_hook(InboundMessage, unstructure_inbound)
     return converter
-
-
-_SENT_FIELDS: Final = frozenset(("id", "status", "body", "timestamp_s", "created"))
-
-
-def sent_message_from_exact(data: Mapping[str, Any]) -> SentMessage | None:
-    """The `SentMessage` of `data` if each field has its exact type, else None.
-
-    The answer to every send comes through here: built directly, it costs a fraction of
-    cattrs' dispatch and generated function. Anything else goes through the converter,
-    which coerces or says what is wrong with which field.
-    """
-    get = data.get
-    id_, status, body, timestamp_s, created = (
-        get("id"), get("status"), get("body"), get("timestamp_s"), get("created"),
-    )  # fmt: skip
-    if not (
-        type(id_) is str
-        and type(status) is str
-        and type(body) is str
-        and type(timestamp_s) is int
-        and type(created) is str
-    ):
-        return None
-    return SentMessage(
-        id=id_,
-        status=status,
-        body=body,
-        timestamp_s=timestamp_s,
-        created=parse_service_datetime(created),
-        extra={} if len(data) == 5 else {k: v for k, v in data.items() if k not in _SENT_FIELDS},
-    )
 
 
 def _to_datetime(value: object) -> datetime:
