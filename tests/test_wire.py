@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from _support import fixture_bytes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voipnumber_async import SentMessage, UnexpectedResponseError
 from voipnumber_async._wire.answers import (
@@ -58,6 +60,22 @@ def test_service_dates_parse_with_full_or_short_months(text: str, expected: date
 def test_malformed_service_dates_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="20 May 2024 08:28:37"):
         parse_service_datetime(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),  # a day inside year 1 in every offset
+        max_value=datetime(9999, 12, 30),
+        timezones=st.timezones(),
+    ).map(lambda value: value.replace(microsecond=0))
+)
+def test_service_dates_format_as_strftime_would_and_parse_back(value: datetime) -> None:
+    utc = value.astimezone(timezone.utc)
+    text = format_service_datetime(value)
+    day, _, year, clock = text.split()
+    assert (day, year, clock) == (str(utc.day), str(utc.year), f"{utc:%H:%M:%S}")
+    assert parse_service_datetime(text) == utc  # (an ambiguous local time != any other zone)
 
 
 def test_the_converter_round_trips_a_message_with_extra_fields() -> None:

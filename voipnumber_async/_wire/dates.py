@@ -7,7 +7,6 @@ months are read in full or abbreviated (the contract's rule for `created` and
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime, timezone
 from typing import Final
 
@@ -38,9 +37,6 @@ _SERVICE_MONTHS: Final = (
 )  # fmt: skip
 
 
-# Messages sent in the same second share their `created` text, and datetimes are
-# immutable: a burst of sends parses each second once.
-@functools.lru_cache(maxsize=64)
 def parse_service_datetime(value: str) -> datetime:
     """Parse the service's `20 May 2024 08:28:37` (UTC assumed) into an aware datetime.
 
@@ -66,9 +62,9 @@ def parse_service_datetime(value: str) -> datetime:
         ) from None
 
 
-# The journal of a bulk run writes the `created` of every message sent: the same few.
-@functools.lru_cache(maxsize=64)
 def format_service_datetime(value: datetime) -> str:
     """The service's date form of an aware datetime, in UTC."""
     utc = value.astimezone(timezone.utc)
-    return f"{utc.day} {_SERVICE_MONTHS[utc.month - 1]} {utc.year} {utc:%H:%M:%S}"
+    # Fields, not `strftime`: two thirds of its cost, and no locale.
+    month = _SERVICE_MONTHS[utc.month - 1]
+    return f"{utc.day} {month} {utc.year} {utc.hour:02}:{utc.minute:02}:{utc.second:02}"
