@@ -83,7 +83,7 @@ from _harness import (
 from aiohttp import web
 
 from voipnumber_async import AsyncVoipNumber
-from voipnumber_async._wire import base_headers, encode_send_request
+from voipnumber_async._wire.requests import base_headers, encode_send_request
 from voipnumber_async.sandbox import DEMO_ACCOUNT_ID, DEMO_API_TOKEN, DEMO_NUMBER, Sandbox
 
 TARGET_RATIO = 0.9

@@ -46,7 +46,7 @@ from _harness import (
 )
 
 from voipnumber_async import AsyncVoipNumber
-from voipnumber_async._wire import base_headers, encode_send_request
+from voipnumber_async._wire.requests import base_headers, encode_send_request
 from voipnumber_async.sandbox import DEMO_NUMBER, Sandbox
 
 TARGET_RATIO = 0.85

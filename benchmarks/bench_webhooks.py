@@ -82,7 +82,7 @@ from _harness import (
 from aiohttp import web
 from yarl import URL
 
-from voipnumber_async._wire import WEBHOOK_HEADERS
+from voipnumber_async._wire.inbound import WEBHOOK_HEADERS
 from voipnumber_async.webhooks import (
     DEFAULT_WEBHOOK_PATH,
     InboundMessage,

@@ -39,7 +39,7 @@ from voipnumber_async._journal import (
     writes_batches,
 )
 from voipnumber_async._models import SentMessage
-from voipnumber_async._wire import converter
+from voipnumber_async._wire.convert import converter
 from voipnumber_async.sandbox import Fault, Sandbox
 
 FAST = RetryPolicy(initial_backoff=0.001, max_backoff=0.005, max_retry_after=2)

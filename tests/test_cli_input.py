@@ -21,7 +21,7 @@ from voipnumber_async import APIError, OutcomeUnknownError, RateLimitError
 from voipnumber_async._cli import _bulk_command, _csv_input
 from voipnumber_async._cli._commands import cli
 from voipnumber_async._cli._common import shell_text
-from voipnumber_async._wire import _STATUS_HINTS, ERROR_HINTS
+from voipnumber_async._wire.codes import ERROR_HINTS, STATUS_HINTS
 from voipnumber_async.sandbox import Fault, Sandbox
 
 #: What an earlier run left in --results: a refused run must not truncate it.
@@ -492,7 +492,7 @@ def test_an_unknown_outcome_says_how_to_retry_in_the_shells_words(
 
 
 @pytest.mark.parametrize(
-    "hint", [*ERROR_HINTS.values(), *_STATUS_HINTS.values()], ids=lambda hint: hint[:30]
+    "hint", [*ERROR_HINTS.values(), *STATUS_HINTS.values()], ids=lambda hint: hint[:30]
 )
 def test_every_hint_of_the_sdk_reads_as_shell_advice(hint: str) -> None:
     for error in (APIError(hint), RateLimitError(hint), OutcomeUnknownError(hint)):

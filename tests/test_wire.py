@@ -10,18 +10,19 @@ from typing import Any
 
 import pytest
 from _support import fixture_bytes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voipnumber_async import SentMessage, UnexpectedResponseError
-from voipnumber_async._wire import (
+from voipnumber_async._wire.answers import (
     Answer,
-    converter,
     decode_send_answer,
     encode_send_success,
-    format_service_datetime,
-    new_idempotency_key,
     parse_retry_after,
-    parse_service_datetime,
 )
+from voipnumber_async._wire.convert import converter
+from voipnumber_async._wire.dates import format_service_datetime, parse_service_datetime
+from voipnumber_async._wire.requests import new_idempotency_key
 
 EXPECTED = SentMessage(
     id="feefcc83-d6ae-4580-b4dc-6ee16b37ff04",
@@ -59,6 +60,22 @@ def test_service_dates_parse_with_full_or_short_months(text: str, expected: date
 def test_malformed_service_dates_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="20 May 2024 08:28:37"):
         parse_service_datetime(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),  # a day inside year 1 in every offset
+        max_value=datetime(9999, 12, 30),
+        timezones=st.timezones(),
+    ).map(lambda value: value.replace(microsecond=0))
+)
+def test_service_dates_format_as_strftime_would_and_parse_back(value: datetime) -> None:
+    utc = value.astimezone(timezone.utc)
+    text = format_service_datetime(value)
+    day, _, year, clock = text.split()
+    assert (day, year, clock) == (str(utc.day), str(utc.year), f"{utc:%H:%M:%S}")
+    assert parse_service_datetime(text) == utc  # (an ambiguous local time != any other zone)
 
 
 def test_the_converter_round_trips_a_message_with_extra_fields() -> None:
@@ -147,7 +164,7 @@ def test_retry_after_in_seconds_or_as_an_http_date(
 
 
 def test_idempotency_keys_are_distinct_version_4_uuids_across_threads() -> None:
-    # The random bytes are read ahead per thread: no two threads may share them.
+    # A guard for any future cache of random bytes: no two threads may share them.
     keys: list[list[str]] = [[] for _ in range(8)]
 
     def make(slot: list[str]) -> None:
@@ -167,7 +184,8 @@ def test_idempotency_keys_are_distinct_version_4_uuids_across_threads() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_never_repeats_its_parents_idempotency_keys() -> None:
-    new_idempotency_key()  # bytes read ahead, which a child must not reuse
+    # A guard for any future cache of random bytes, which a child must not reuse.
+    new_idempotency_key()
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: its next keys, to the parent

@@ -26,7 +26,7 @@ from ._errors import (
     VoipNumberError,
 )
 from ._transport import TransportRequest, TransportResponse
-from ._wire import answer_too_large
+from ._wire.answers import answer_too_large
 
 __all__ = ["AiohttpTransport"]
 

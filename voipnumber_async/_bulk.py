@@ -56,7 +56,8 @@ from ._models import SentMessage
 from ._rate import ChainedPacer, LocalPacer, Pacer
 from ._sender import Sender, SendWatch, Stopped
 from ._validation import check_body, check_idempotency_key, check_number
-from ._wire import converter, encode_send_request, new_idempotency_key
+from ._wire.convert import converter
+from ._wire.requests import encode_send_request, new_idempotency_key
 
 __all__ = [
     "DEFAULT_CONCURRENCY",

@@ -29,7 +29,7 @@ from ._retry import RetryPolicy
 from ._sender import Connections, Sender
 from ._transport import AsyncTransport
 from ._validation import check_body, check_idempotency_key, check_number
-from ._wire import (
+from ._wire.requests import (
     HEADER_IDEMPOTENCY_KEY,
     SEND_SMS_PATH,
     base_headers,

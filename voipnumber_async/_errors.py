@@ -32,7 +32,7 @@ may have gone out; sending it again may deliver it twice).
 
 Every error carries `attempts` (how many requests were made) and `idempotency_key` (the
 key all of them carried), survives pickling, and never holds the API token. Which
-answer becomes which error is decided in one place: `voipnumber_async._wire`.
+answer becomes which error is decided in one place: `voipnumber_async._wire.answers`.
 """
 
 from __future__ import annotations

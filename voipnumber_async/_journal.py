@@ -33,7 +33,8 @@ import attrs
 
 from ._errors import ConfigurationError
 from ._models import SentMessage
-from ._wire import converter, format_service_datetime
+from ._wire.convert import converter
+from ._wire.dates import format_service_datetime
 
 __all__ = [
     "Journal",

@@ -30,7 +30,7 @@ from ._models import SentMessage
 from ._rate import Pacer
 from ._retry import RetryPolicy, announce_retry
 from ._transport import AsyncTransport, TransportRequest, TransportResponse
-from ._wire import answer_too_large, decode_send_answer
+from ._wire.answers import answer_too_large, decode_send_answer
 
 __all__ = ["Connections", "HeaderSource", "SendWatch", "Sender", "Stopped", "closed_error"]
 

@@ -23,7 +23,8 @@ from .._models import InboundMessage
 from .._segments import estimate_segments
 from .._validation import check_body
 from .._version import __version__
-from .._wire import WEBHOOK_HOST, converter
+from .._wire.convert import converter
+from .._wire.inbound import WEBHOOK_HOST
 from ..sandbox import (
     DEMO_ACCOUNT_ID,
     DEMO_API_TOKEN,

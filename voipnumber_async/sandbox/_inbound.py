@@ -13,7 +13,7 @@ import attrs
 
 from .._models import InboundMessage, MessageType
 from .._validation import E164
-from .._wire import load_json
+from .._wire.answers import load_json
 
 __all__ = [
     "DEFAULT_INBOUND_BODY",

@@ -24,21 +24,16 @@ from aiohttp import hdrs, web
 from .._config import ENV_ACCOUNT_ID, ENV_API_TOKEN, ENV_BASE_URL, LOGGER_NAME
 from .._models import InboundMessage, MessageStatus, MessageType, SentMessage
 from .._validation import E164
-from .._wire import (
-    ERROR_DESCRIPTIONS,
-    ERROR_HTTP_STATUS,
+from .._wire.answers import HEADER_REQUEST_ID, encode_error, encode_send_success, load_json
+from .._wire.codes import ERROR_DESCRIPTIONS, ERROR_HTTP_STATUS
+from .._wire.inbound import WEBHOOK_HEADERS, encode_inbound
+from .._wire.requests import (
     HEADER_ACCOUNT_ID,
     HEADER_AUTHORIZATION,
     HEADER_IDEMPOTENCY_KEY,
-    HEADER_REQUEST_ID,
     JSON_CONTENT_TYPE,
     SEND_SMS_PATH,
-    WEBHOOK_HEADERS,
     bearer_token,
-    encode_error,
-    encode_inbound,
-    encode_send_success,
-    load_json,
 )
 from ._faults import Fault, FaultQueue
 from ._inbound import (

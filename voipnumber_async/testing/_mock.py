@@ -23,13 +23,9 @@ from typing import Any, NoReturn
 from .._errors import APIConnectionError, OutcomeUnknownError
 from .._models import MessageStatus, SentMessage
 from .._transport import TransportRequest, TransportResponse
-from .._wire import (
-    ERROR_DESCRIPTIONS,
-    ERROR_HTTP_STATUS,
-    JSON_CONTENT_TYPE,
-    encode_error,
-    encode_send_success,
-)
+from .._wire.answers import encode_error, encode_send_success
+from .._wire.codes import ERROR_DESCRIPTIONS, ERROR_HTTP_STATUS
+from .._wire.requests import JSON_CONTENT_TYPE
 
 __all__ = ["Handler", "MockResponse", "MockTransport"]
 

@@ -23,7 +23,7 @@ from .._errors import (
     WebhookError,
 )
 from .._models import InboundMessage, MessageType
-from .._wire import WEBHOOK_HEADERS, WEBHOOK_HOST
+from .._wire.inbound import WEBHOOK_HEADERS, WEBHOOK_HOST
 from ._body import DEFAULT_MAX_WEBHOOK_BYTES
 from ._parse import DEFAULT_SECRET_PARAM, parse_inbound
 from ._receiver import DEFAULT_BODY_TIMEOUT, DEFAULT_WEBHOOK_PATH, InboundHandler, create_app

@@ -12,7 +12,7 @@ import zlib
 from typing import Final, NamedTuple
 
 from .._errors import InvalidPayloadError, PayloadTooLargeError, UnsupportedContentTypeError
-from .._wire import JSON_CONTENT_TYPE
+from .._wire.requests import JSON_CONTENT_TYPE
 
 __all__ = [
     "DEFAULT_MAX_WEBHOOK_BYTES",

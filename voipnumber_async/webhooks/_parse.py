@@ -10,7 +10,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from .._errors import InvalidPayloadError, UntrustedHostError
 from .._models import InboundMessage
-from .._wire import WEBHOOK_HOST, load_json, structure_inbound
+from .._wire.answers import load_json
+from .._wire.inbound import WEBHOOK_HOST, structure_inbound
 from ._body import DEFAULT_MAX_WEBHOOK_BYTES, BodyFormat, body_format, body_text, shown
 from ._secret import Secrets, empty_secret, secret_refused
 

@@ -15,7 +15,7 @@ from yarl import URL
 from .._config import LOGGER_NAME
 from .._errors import PayloadTooLargeError, WebhookError
 from .._models import InboundMessage
-from .._wire import WEBHOOK_HOST
+from .._wire.inbound import WEBHOOK_HOST
 from ._body import DEFAULT_MAX_WEBHOOK_BYTES, check_size
 from ._parse import DEFAULT_SECRET_PARAM, allowed_hosts, check_headers, parse_body
 from ._secret import Secrets, empty_secret, secret_refused
