@@ -265,6 +265,18 @@ def test_a_compressed_delivery_is_inflated(coding: str, compress: Any) -> None:
     assert parse_inbound(compress(SMS), headers) == parse_inbound(SMS, HEADERS)
 
 
+def test_repeated_content_encoding_lines_are_read_as_the_one_list_they_make() -> None:
+    # aiohttp hands over every line of a repeated header; RFC 9110 reads them as one list.
+    headers = CIMultiDict({k: v for k, v in HEADERS.items() if k.lower() != "content-encoding"})
+    headers.add("Content-Encoding", "gzip")
+    headers.add("Content-Encoding", "identity")
+    assert parse_inbound(gzip.compress(SMS), headers) == parse_inbound(SMS, HEADERS)
+
+    headers.add("Content-Encoding", "gzip")
+    with pytest.raises(UnsupportedContentTypeError, match="more than once"):
+        parse_inbound(gzip.compress(gzip.compress(SMS)), headers)
+
+
 def test_a_delivery_that_inflates_past_the_cap_is_too_large() -> None:
     bomb = gzip.compress(b" " * (10 * 1024 * 1024))  # ~10 KiB as sent, 10 MiB inflated
     with pytest.raises(PayloadTooLargeError, match="inflates") as caught:

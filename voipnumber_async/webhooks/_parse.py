@@ -5,9 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
-from aiohttp import hdrs
-from multidict import CIMultiDict, CIMultiDictProxy
-
 from .._errors import InvalidPayloadError, UntrustedHostError
 from .._models import InboundMessage
 from .._wire.answers import load_json
@@ -136,29 +133,30 @@ def check_headers(headers: Mapping[str, str], allowed: frozenset[str] | None) ->
     Returns:
         The charset and content coding the headers declare, for `parse_body`.
     """
-    if isinstance(headers, (CIMultiDictProxy, CIMultiDict)):
-        # Case-insensitive already (aiohttp's `request.headers`): look the names up. A
-        # repeated header's last value wins, as it does in the lower-cased dict below,
-        # except X-Forwarded-Host's, whose first line names the first hop.
-        content_type = _last(headers.getall(hdrs.CONTENT_TYPE, None))
-        content_encoding = _joined(headers.getall(hdrs.CONTENT_ENCODING, None))
-        if allowed is not None:
-            _check_host(
-                _last(headers.getall(hdrs.HOST, None)) or "",
-                headers.get(hdrs.X_FORWARDED_HOST, ""),
-                allowed,
-            )
-    else:
-        lowered: dict[str, str] = {}
-        for name, value in headers.items():
-            key = name.lower()
-            if key != "x-forwarded-host" or key not in lowered:
-                lowered[key] = value
-        content_type = lowered.get("content-type")
-        content_encoding = lowered.get("content-encoding")
-        if allowed is not None:
-            _check_host(lowered.get("host", ""), lowered.get("x-forwarded-host", ""), allowed)
-    return body_format(content_type, content_encoding)
+    lowered = _lowered(headers)
+    if allowed is not None:
+        _check_host(lowered.get("host", ""), lowered.get("x-forwarded-host", ""), allowed)
+    return body_format(lowered.get("content-type"), lowered.get("content-encoding"))
+
+
+def _lowered(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers by lower-cased name, from a dict or a multidict (aiohttp's).
+
+    A repeated header's last value wins, except X-Forwarded-Host's, whose first names
+    the first hop; repeated Content-Encoding lines are the one list they stand for
+    (RFC 9110 5.3).
+    """
+    lowered: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        earlier = lowered.get(key)
+        if earlier is None:
+            lowered[key] = value
+        elif key == "content-encoding":
+            lowered[key] = f"{earlier}, {value}"
+        elif key != "x-forwarded-host":
+            lowered[key] = value
+    return lowered
 
 
 def parse_body(body: bytes, declared: BodyFormat, max_bytes: int) -> InboundMessage:
@@ -169,17 +167,6 @@ def parse_body(body: bytes, declared: BodyFormat, max_bytes: int) -> InboundMess
     except ValueError as error:
         raise InvalidPayloadError(f"the delivery is not JSON: {error}") from None
     return structure_inbound(payload)
-
-
-def _last(values: list[str] | None) -> str | None:
-    return values[-1] if values else None
-
-
-def _joined(values: list[str] | None) -> str | None:
-    """Repeated lines of a list header, as the one line they stand for (RFC 9110 5.3)."""
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else ", ".join(values)
 
 
 def _check_host(host: str, forwarded: str, allowed: frozenset[str]) -> None:

@@ -1,8 +1,9 @@
-"""The receiver's own fast checks give the verdicts `parse_inbound` gives, over real HTTP.
+"""Over real HTTP, the receiver answers each delivery as `parse_inbound`'s verdict says.
 
-`create_app` checks the secret on the parsed request URL and reads headers from aiohttp's
-case-insensitive multidict instead of calling `parse_inbound` on strings; these tests
-hold the two to the same answers, so the fast path cannot drift from the documented one.
+`create_app` runs `parse_inbound`'s own checks in two steps (the URL and headers, then
+the body once read) on what aiohttp hands it: the raw path and query, and its multidict
+of headers. These tests hold its answers to `parse_inbound`'s on the same bytes, so a
+difference in what aiohttp hands over (decoded paths, repeated headers) shows.
 """
 
 from __future__ import annotations
