@@ -11,6 +11,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ README = ROOT / "README.md"
 CI_SCRIPT = ROOT / ".ci" / "run"
 MKDOCS_YML = ROOT / "mkdocs.yml"
 TIMEOUT_S = 60
+#: Examples run side by side (each a subprocess, most of it waiting).
+EXAMPLES_AT_ONCE = 4
 MIN_RUNNABLE_BLOCKS = 12
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)$")
@@ -90,11 +94,43 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
     )
 
 
-@pytest.mark.parametrize("code", EXAMPLES)
-def test_example_runs(code: str, tmp_path: Path) -> None:
+def run_example(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run one example as a script against a sandbox of its own."""
     with Sandbox().serve_in_thread() as sandbox:
         env = {**os.environ, **sandbox.env(), "PYTHONWARNINGS": "always::ResourceWarning"}
-        result = run([sys.executable, "-c", code], env, tmp_path)
+        return run([sys.executable, "-c", code], env, cwd)
+
+
+@pytest.fixture(scope="module")
+def example_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
+    """Every selected example, started at once, a few at a time.
+
+    Most of an example's time is the interpreter starting and waiting on its sandbox,
+    so running them side by side takes a fraction of running them in turn; each test
+    then asserts on its own example's run.
+    """
+    selected = [
+        item.callspec.params["code"]
+        for item in request.session.items
+        if isinstance(item, pytest.Function)
+        and item.originalname == "test_example_runs"
+        and hasattr(item, "callspec")
+    ]
+    with ThreadPoolExecutor(max_workers=EXAMPLES_AT_ONCE) as pool:
+        yield {
+            code: pool.submit(run_example, code, tmp_path_factory.mktemp("example"))
+            for code in dict.fromkeys(selected)
+        }
+        pool.shutdown(cancel_futures=True)
+
+
+@pytest.mark.parametrize("code", EXAMPLES)
+def test_example_runs(
+    code: str, example_runs: dict[str, Future[subprocess.CompletedProcess[str]]]
+) -> None:
+    result = example_runs[code].result(timeout=TIMEOUT_S * 2)
     assert result.returncode == 0, (
         f"example exited with status {result.returncode}\n"
         f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
