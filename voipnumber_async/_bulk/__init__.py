@@ -1,13 +1,12 @@
 """Bulk sending: `client.sms.send_many(...)`, a pipeline of stages, one module each.
 
 ```
-           window: a slot per message read, given back when its result is yielded
-        ┌──────────────────────────────────────────────────────────────────────┐
-input ──▶ feed ──▶ journal: reserve ──▶ jobs queue ──▶ workers ──▶ results ──▶ caller
-(input)   (feed)   a batch, committed   (asyncio.     (workers:   (results:  │
-                   before it is queued  Queue)        Sender.send) count,    │
-                   (journaling)                                    order)    │
-                                        journal: record ◀──────────┘ in batches
+            the window: a slot per message read, given back when its result is yielded
+          ┌───────────────────────────────────────────────────────────────────────┐
+ input ──▶ feed ──▶ reserve (journal, a batch) ──▶ jobs ──▶ workers ──▶ results ──▶ caller
+                    committed before queued       queue     Sender.send    │
+                                                                           ▼
+                                                      record (journal, in batches)
 ```
 
 - `messages`: the values (`OutgoingMessage`, `SendResult`, `BulkSummary`).

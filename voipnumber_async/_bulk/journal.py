@@ -52,7 +52,8 @@ class Journal(Protocol):
 
     `send_many(journal=...)` takes a path (a `SqliteJournal` file, opened and closed by
     the run) or any object with these two methods (used, not closed, by the run). The
-    run calls them from its event loop, one call at a time, in input order:
+    run calls them from its event loop: `reserve` one call at a time in input order,
+    `record` one call at a time; a `reserve` and a `record` may overlap. Its rules:
 
     - **Committed before sent.** The run sends no message before `reserve` returned
       it `reserved`: what `reserve` returns must already be durable.
