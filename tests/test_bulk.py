@@ -25,21 +25,16 @@ from voipnumber_async import (
     AsyncVoipNumber,
     ConfigurationError,
     InvalidRequestError,
+    JournalEntry,
     JournalMismatchError,
+    MessageInvalidError,
     OutcomeUnknownError,
     OutgoingMessage,
     RetryPolicy,
     SendResult,
-)
-from voipnumber_async._journal import (
-    Journal,
-    outcome_row,
-    sent_message_row,
-    sent_row,
-    writes_batches,
+    SqliteJournal,
 )
 from voipnumber_async._models import SentMessage
-from voipnumber_async._wire.convert import converter
 from voipnumber_async.sandbox import Fault, Sandbox
 
 FAST = RetryPolicy(initial_backoff=0.001, max_backoff=0.005, max_retry_after=2)
@@ -55,18 +50,6 @@ async def collect(run: object) -> list[SendResult]:
 
 def accepted_bodies(sandbox: Sandbox) -> Counter[str]:
     return Counter(message.body for message in sandbox.messages)
-
-
-@pytest.fixture(params=["batched", "per-row"])
-def journal_writes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways the journal writes: one statement per batch, or (old SQLite) per row."""
-    if request.param == "per-row":
-        monkeypatch.setattr("voipnumber_async._journal.writes_batches", lambda db: False)
-    else:
-        with contextlib.closing(sqlite3.connect(":memory:")) as db:
-            if not writes_batches(db):
-                pytest.skip(f"SQLite {sqlite3.sqlite_version} cannot write a batch at once")
-    return str(request.param)
 
 
 @pytest.fixture
@@ -314,7 +297,6 @@ async def test_retries_are_the_clients_policy(
 # --- the journal --------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("journal_writes")
 async def test_a_finished_run_resumed_sends_nothing_again(
     bulk_client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -331,7 +313,6 @@ async def test_a_finished_run_resumed_sends_nothing_again(
     assert run.summary.already_sent == 300
 
 
-@pytest.mark.usefixtures("journal_writes")
 async def test_a_journal_for_another_input_is_refused_before_anything_is_sent(
     bulk_client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -344,7 +325,6 @@ async def test_a_journal_for_another_input_is_refused_before_anything_is_sent(
     assert len(sandbox.requests) == requests
 
 
-@pytest.mark.usefixtures("journal_writes")
 async def test_stopping_early_leaves_a_journal_that_resumes_without_loss_or_duplicates(
     bulk_client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -445,83 +425,84 @@ def test_the_sync_client_sends_many_as_a_plain_iterator(voipnumber_sandbox: Sand
     assert len(voipnumber_sandbox.messages) == 200
 
 
-# --- the journal ---------------------------------------------------------------------------
+# --- the SQLite journal --------------------------------------------------------------------
+
+CREATED = datetime(2024, 5, 20, 8, 28, 37, tzinfo=timezone.utc)
 
 
-@pytest.mark.usefixtures("journal_writes")
-async def test_the_journal_gives_back_the_sent_message_whole(tmp_path: Path) -> None:
-    created = datetime(2024, 5, 20, 8, 28, 37, tzinfo=timezone.utc)
-    plain = SentMessage(id="a1", status="queued", body="hi", timestamp_s=1716193717,
-                        created=created, extra={})  # fmt: skip
-    unusual = SentMessage(id="b2", status="odd", body="hi, edited", timestamp_s=1716193717,
-                          created=created, extra={"segments": 2, "tags": ["x"]})  # fmt: skip
-    journal = await Journal.open(tmp_path / "j.db")
-    try:
-        await journal.reserve([(0, "h0", "k0"), (1, "h1", "k1"), (2, "h2", "k2")])
+def sent_as(message: OutgoingMessage, **changes: object) -> SentMessage:
+    plain = SentMessage(id="a1", status="queued", body=message.body, timestamp_s=1716193717,
+                        created=CREATED, extra={})  # fmt: skip
+    return attrs.evolve(plain, **changes)
+
+
+async def sent_back(
+    path: Path, batch: list[OutgoingMessage], sent: list[SentMessage]
+) -> list[JournalEntry]:
+    """What a second run's reservation reads back of `sent`, recorded by a first."""
+    async with SqliteJournal(path) as journal:
+        entries = await journal.reserve(0, batch)
         await journal.record([
-            sent_row(0, converter.unstructure(plain), "hi"),
-            sent_row(1, converter.unstructure(unusual), "hi"),
-            outcome_row(2, "failed", "MessageInvalidError", "MESSAGE_INVALID", "too long"),
+            SendResult(index=i, message=m, sent=s, idempotency_key=e.idempotency_key)
+            for i, (m, s, e) in enumerate(zip(batch, sent, entries, strict=True))
         ])  # fmt: skip
-        entries = await journal.entries(0, 2)
-    finally:
-        await journal.close()
+    async with SqliteJournal(path) as journal:
+        return list(await journal.reserve(0, batch))
 
-    def back(position: int, body: str) -> SentMessage:
-        sent = entries[position].sent
-        assert sent is not None
-        return converter.structure({"body": body, **sent}, SentMessage)
 
-    assert back(0, "hi") == plain
-    assert back(1, "hi") == unusual  # its own body kept, where the answer's differed
-    assert entries[2].sent is None
-    assert (entries[2].outcome, entries[2].error_class) == ("failed", "MessageInvalidError")
+async def test_the_journal_gives_back_the_sent_message_whole(tmp_path: Path) -> None:
+    batch = [OutgoingMessage(from_=FROM, to=TO, body="hi") for _ in range(2)]
+    plain = sent_as(batch[0])
+    unusual = sent_as(batch[1], id="b2", status="odd", body="hi, edited",
+                      extra={"segments": 2, "tags": ["x"]})  # fmt: skip
+
+    entries = await sent_back(tmp_path / "j.db", batch, [plain, unusual])
+
+    assert [e.outcome for e in entries] == ["sent", "sent"]
+    assert entries[0].sent == plain
+    assert entries[1].sent == unusual  # its own body kept, where the answer's differed
 
 
 @pytest.mark.parametrize(
     "changes",
     [{}, {"body": "edited"}, {"extra": {"segments": 2}}, {"timestamp_s": 2**70},
-     {"id": "a\x00b", "status": "qu\ud800eued"}],
-    ids=["plain", "other body", "extra", "huge timestamp", "odd text"],
+     {"timestamp_s": -(2**63)}, {"extra": {"note": "\x00\udfff", "big": 2**64}}],
+    ids=["plain", "other body", "extra", "huge timestamp", "lowest timestamp", "odd extra"],
 )  # fmt: skip
-def test_a_sent_messages_row_made_directly_is_the_converters_row(
-    changes: dict[str, object],
+async def test_a_sent_message_reads_back_as_it_was_recorded(
+    tmp_path: Path, changes: dict[str, object]
 ) -> None:
-    created = datetime(2024, 5, 20, 8, 28, 37, tzinfo=timezone.utc)
-    sent = attrs.evolve(
-        SentMessage(id="a1", status="queued", body="hi", timestamp_s=1716193717,
-                    created=created, extra={}),
-        **changes,
-    )  # fmt: skip
+    message = OutgoingMessage(from_=FROM, to=TO, body="hi")
+    sent = sent_as(message, **changes)
 
-    assert sent_message_row(7, sent, "hi") == sent_row(7, converter.unstructure(sent), "hi")
+    (entry,) = await sent_back(tmp_path / "j.db", [message], [sent])
+
+    assert entry.sent == sent  # not rounded through a float, not cut at a NUL
 
 
-@pytest.mark.usefixtures("journal_writes")
-async def test_any_text_and_number_the_service_sends_back_reads_back_the_same(
-    tmp_path: Path,
-) -> None:
-    created = datetime(2024, 5, 20, 8, 28, 37, tzinfo=timezone.utc)
-    odd = SentMessage(id="a\x00b", status="qu\ud800eued", body="hi", timestamp_s=2**70,
-                      created=created, extra={"note": "\x00\udfff", "big": 2**64})  # fmt: skip
-    journal = await Journal.open(tmp_path / "j.db")
-    try:
-        await journal.reserve([(0, "h0", "k0"), (1, "h1", "k1")])
+async def test_any_text_the_service_or_an_error_holds_is_stored_escaped(tmp_path: Path) -> None:
+    batch = [OutgoingMessage(from_=FROM, to=TO, body=f"m{i}") for i in range(2)]
+    odd = sent_as(batch[0], id="a\x00b", status="qu\ud800eued")
+    failure = MessageInvalidError("the service said \ud83d\x00 no", code="X\x00")
+    path = tmp_path / "j.db"
+    async with SqliteJournal(path) as journal:
+        entries = await journal.reserve(0, batch)
         await journal.record([
-            sent_row(0, converter.unstructure(odd), "hi"),
-            outcome_row(1, "failed", "APIError", "X\x00", "the service said \ud83d\x00 no"),
+            SendResult(index=0, message=batch[0], sent=odd,
+                       idempotency_key=entries[0].idempotency_key),
+            SendResult(index=1, message=batch[1], error=failure,
+                       idempotency_key=entries[1].idempotency_key),
         ])  # fmt: skip
-        entries = await journal.entries(0, 1)  # the file stays readable
-    finally:
-        await journal.close()
+        again = await journal.reserve(0, batch)  # the file stays readable
 
-    sent = entries[0].sent
-    assert sent is not None
-    assert sent["timestamp_s"] == 2**70  # not rounded through a float
-    assert sent["note"] == "\x00\udfff"  # kept exactly, in the JSON of the other fields
-    assert sent["id"] == "a\\x00b"  # escaped, not cut at the NUL
-    assert sent["status"] == "qu\\ud800eued"
-    assert entries[1].error_message == "the service said \\ud83d\\x00 no"
+    assert again[0].sent is not None
+    assert (again[0].sent.id, again[0].sent.status) == ("a\\x00b", "qu\\ud800eued")
+    assert (again[1].outcome, again[1].idempotency_key) == ("reserved", entries[1].idempotency_key)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        row = db.execute("SELECT outcome, error_class, error_code, error_message FROM messages"
+                         " WHERE position = 1").fetchone()  # fmt: skip
+    assert row == ("pending", "MessageInvalidError", "X\\x00",
+                   "the service said \\ud83d\\x00 no")  # fmt: skip
 
 
 async def test_a_journal_of_another_schema_is_refused_with_a_clear_error(

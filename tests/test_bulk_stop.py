@@ -12,6 +12,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _support import FROM, TO
@@ -22,8 +23,8 @@ from voipnumber_async import (
     RetryPolicy,
     RunStoppedError,
     SendResult,
+    SqliteJournal,
 )
-from voipnumber_async._journal import Journal
 from voipnumber_async.sandbox import Fault, Sandbox
 
 
@@ -159,20 +160,16 @@ async def test_a_reservation_is_committed_before_its_messages_are_sent(
     client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held: list[asyncio.Future[None]] = []
-    reserve = Journal.reserve
+    reserve = SqliteJournal.reserve
 
-    def held_reserve(self: Journal, rows: object) -> asyncio.Future[None]:
-        written = reserve(self, rows)  # type: ignore[arg-type]
+    async def held_reserve(self: SqliteJournal, *args: Any, **kwargs: Any) -> Any:
+        written = await reserve(self, *args, **kwargs)
         gate = asyncio.get_running_loop().create_future()
-
-        async def after_both() -> None:
-            await written
-            await gate
-
         held.append(gate)
-        return asyncio.ensure_future(after_both())  # type: ignore[return-value]
+        await gate
+        return written
 
-    monkeypatch.setattr(Journal, "reserve", held_reserve)
+    monkeypatch.setattr(SqliteJournal, "reserve", held_reserve)
     run = client.sms.send_many(messages(10), concurrency=5, journal=tmp_path / "run.db")
     async with run:
         first = asyncio.ensure_future(run.__anext__())
@@ -219,13 +216,13 @@ async def test_stop_while_the_run_opens_its_journal_stops_it_once_started(
     client: AsyncVoipNumber, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = client.sms.send_many(messages(50), journal=tmp_path / "run.db")
-    opening = Journal.open
+    opening = SqliteJournal.open
 
-    async def open_and_stop(path: Path) -> Journal:
+    async def open_and_stop(path: Path) -> SqliteJournal:
         run.stop()  # as a signal handler would, while the start awaits the journal
         return await opening(path)
 
-    monkeypatch.setattr(Journal, "open", open_and_stop)
+    monkeypatch.setattr(SqliteJournal, "open", open_and_stop)
     results = [r async for r in run]
 
     assert sandbox.request_count == 0

@@ -16,10 +16,13 @@ from ._bulk import (
     DEFAULT_CONCURRENCY,
     AsyncSendMany,
     BulkSummary,
+    Journal,
+    JournalEntry,
     JournalMismatchError,
     MessageLike,
     OutgoingMessage,
     SendResult,
+    SqliteJournal,
 )
 from ._client import NOT_GIVEN, AsyncSms, AsyncVoipNumber, NotGiven
 from ._config import (
@@ -87,6 +90,8 @@ __all__ = [
     "InvalidPayloadError",
     "InvalidRequestError",
     "InvalidSecretError",
+    "Journal",
+    "JournalEntry",
     "JournalMismatchError",
     "LocalPacer",
     "MessageInvalidError",
@@ -108,6 +113,7 @@ __all__ = [
     "SendResult",
     "SentMessage",
     "ServiceUnavailableError",
+    "SqliteJournal",
     "Timeout",
     "TransportRequest",
     "TransportResponse",

@@ -11,7 +11,7 @@ import attrs
 import yarl
 
 from ._aiohttp import AiohttpTransport
-from ._bulk import DEFAULT_CONCURRENCY, AsyncSendMany, MessageLike
+from ._bulk import DEFAULT_CONCURRENCY, AsyncSendMany, Journal, MessageLike
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONNECTIONS,
@@ -410,7 +410,7 @@ class AsyncSms:
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         rate_limit: float | Pacer | None = None,
-        journal: str | os.PathLike[str] | None = None,
+        journal: str | os.PathLike[str] | Journal | None = None,
         ordered: bool = False,
         resend_unknown: bool = False,
     ) -> AsyncSendMany:
@@ -441,7 +441,8 @@ class AsyncSms:
                 alone.
             journal: A SQLite file that records each message's key and outcome. Run
                 the same call with the same file after a crash or Ctrl-C to send only
-                what was not sent.
+                what was not sent. Or a `Journal` (a `SqliteJournal`, one of your own):
+                the run uses it and leaves it open.
             ordered: Yield results in input order (a bounded buffer holds early ones).
             resend_unknown: On resuming, send again the messages whose outcome is
                 unknown, with their original idempotency key. Off by default: they are
