@@ -13,7 +13,7 @@ import contextlib
 import os
 import warnings
 import weakref
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 from aiohttp import hdrs
@@ -48,6 +48,7 @@ class AiohttpTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeouts: tuple[Timeout, aiohttp.ClientTimeout] | None = None
         self._closed = False
+        self._unclosed: weakref.finalize[Any, Any] | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -62,6 +63,12 @@ class AiohttpTransport:
                 timeout=aiohttp.ClientTimeout(total=None),
                 raise_for_status=False,
             )
+            # A finalizer that holds the session, not one on the transport: a client is
+            # freed by the garbage collector (it and its `sms` refer to each other), which
+            # finalizes what it frees in no set order, so aiohttp's connector would often
+            # go first and report itself, not the client that was left open.
+            self._unclosed = weakref.finalize(self, _report_unclosed, self._session, self._loop)
+            self._unclosed.atexit = False  # open at exit is the portal's to close, not an error
             _LIVE.add(self)
         elif self._loop is not asyncio.get_running_loop():
             raise RuntimeError(
@@ -135,39 +142,19 @@ class AiohttpTransport:
     async def aclose(self) -> None:
         """Close the session and its connections. Safe to call more than once."""
         self._closed = True
+        if self._unclosed is not None:
+            self._unclosed.detach()
         session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()
-
-    def __del__(self) -> None:
-        session = self._session
-        if session is None or session.closed:
-            return
-        warnings.warn(  # noqa: B028 - in a finalizer the stack says nothing useful
-            "AsyncVoipNumber was not closed: use `async with AsyncVoipNumber(...)` "
-            "or `await client.aclose()`",
-            ResourceWarning,
-            source=self,
-        )
-        # Marks the session closed (so aiohttp does not warn a second time) and leaves
-        # the sockets to the connector, closed on its own loop's thread when that loop
-        # runs in another one (the sync facade's portal), else here.
-        connector = session.connector
-        session.detach()
-        if connector is None:
-            return
-        loop = self._loop
-        with contextlib.suppress(Exception):
-            if loop is not None and loop.is_running() and not _is_running_here(loop):
-                loop.call_soon_threadsafe(connector._close)
-            else:
-                connector._close()
 
     def _forget_after_fork(self) -> None:
         """In a forked child: drop the parent's session and make the next request open one.
 
         The session's loop and sockets belong to the parent process.
         """
+        if self._unclosed is not None:
+            self._unclosed.detach()
         if self._session is not None:
             # Kept, never closed: closing would act on the parent's connections.
             _ABANDONED_IN_CHILD.append(self._session)
@@ -193,6 +180,29 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:
 
 
 _READ_CHUNK: Final = 64 * 1024
+
+
+def _report_unclosed(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop) -> None:
+    """Warn that a client was never closed, and close its connections."""
+    if session.closed:
+        return
+    warnings.warn(  # noqa: B028 - in a finalizer the stack says nothing useful
+        "AsyncVoipNumber was not closed: use `async with AsyncVoipNumber(...)` "
+        "or `await client.aclose()`",
+        ResourceWarning,
+    )
+    # Marks the session closed (so aiohttp does not warn a second time) and leaves the
+    # sockets to the connector, closed on its own loop's thread when that loop runs in
+    # another one (the sync facade's portal), else here.
+    connector = session.connector
+    session.detach()
+    if connector is None:
+        return
+    with contextlib.suppress(Exception):
+        if loop.is_running() and not _is_running_here(loop):
+            loop.call_soon_threadsafe(connector._close)
+        else:
+            connector._close()
 
 
 def _is_running_here(loop: asyncio.AbstractEventLoop) -> bool:
