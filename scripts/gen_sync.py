@@ -13,7 +13,8 @@ it runs without the package's dependencies) and writes, for every public class n
 - methods returning `AsyncIterator[...]` return an `Iterator[...]` (`Portal.iterate`);
 - `aclose`, `__aenter__`, `__aexit__`, `__aiter__` and `__anext__` become `close`,
   `__enter__`, `__exit__`, `__iter__` and `__next__` (an async iterator class becomes
-  an iterator);
+  an iterator, whose items come through one `Portal.iterate` made at wrapping, so that
+  each hand-off takes every item ready; `close` and `__exit__` close it first);
 - public attributes of other types become properties that read the async object's;
 - values of an `Async*` class (a copy from `with_options`, `client.sms`) are wrapped
   in their twins.
@@ -71,6 +72,7 @@ DOC_PHRASES = [
     (re.compile(r"\basyncio code\b"), "blocking code"),
     (re.compile(r" and event loop\b"), ""),
     (re.compile(r"\bbetween tasks\b"), "between threads"),
+    (re.compile(r"\bStopAsyncIteration\b"), "StopIteration"),
 ]
 
 HEADER = '''\
@@ -234,7 +236,10 @@ def returns_wrapped(annotation: str | None, wrapped: set[str]) -> str | None:
     return annotation if annotation in wrapped else None
 
 
-def method(function: ast.FunctionDef | ast.AsyncFunctionDef, wrapped: set[str]) -> Member:
+def method(
+    function: ast.FunctionDef | ast.AsyncFunctionDef, wrapped: set[str], *, iterator: bool
+) -> Member:
+    """The twin of one method; `iterator`: its class is an async iterator (has `__anext__`)."""
     name = METHOD_NAMES.get(function.name, function.name)
     params = parameters(function)
     returns = sync_expr(function.returns)
@@ -260,12 +265,14 @@ def method(function: ast.FunctionDef | ast.AsyncFunctionDef, wrapped: set[str]) 
     elif function.name == "__aiter__":
         lines += ["        return self"]
     elif function.name == "__anext__":
-        lines += [
-            "        try:",
-            "            return self._portal.call(self._async.__anext__)",
-            "        except StopAsyncIteration:",
-            "            raise StopIteration from None",
-        ]
+        lines += ["        return next(self._results)"]
+    elif iterator and function.name == "aclose":
+        lines += ["        return self._results.close()"]
+    elif iterator and function.name == "__aexit__":
+        # Stop pulling before the async exit: no step of the iterator may be left running.
+        lines += ["        self._results.close()"]
+        call = wrap_call("self._portal.call(", [target, *arguments], ")", "        ")
+        lines += _returning(call, None, returns)
     elif is_iterator:
         lines += wrap_call(f"return self._portal.iterate({target}(", arguments, "))", "        ")
     elif isinstance(function, ast.AsyncFunctionDef):
@@ -372,6 +379,10 @@ def class_source(cls: ast.ClassDef, wrapped: set[str]) -> tuple[list[str], set[s
     lines += attribute_lines
     used |= names
     lines += ["", "    _async: " + cls.name, "    _portal: Portal"]
+    item = iterator_item(body)
+    if item is not None:
+        lines.append(f"    _results: BatchedIterator[{item}]")
+        used |= names_in(item)
 
     for node in body:
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -402,7 +413,7 @@ def class_source(cls: ast.ClassDef, wrapped: set[str]) -> tuple[list[str], set[s
                 else f"        return {value}"
             )
             continue
-        member = method(node, wrapped)
+        member = method(node, wrapped, iterator=item is not None)
         lines += ["", *member.lines]
         used |= member.names
 
@@ -421,8 +432,18 @@ def class_source(cls: ast.ClassDef, wrapped: set[str]) -> tuple[list[str], set[s
             lines.append(
                 f"        self.{attribute} = {annotation}._wrap(async_.{attribute}, portal)"
             )
+    if item is not None:
+        lines.append("        self._results = portal.iterate(async_)")
     lines.append("        return self")
     return lines, used
+
+
+def iterator_item(body: list[ast.stmt]) -> str | None:
+    """The item type of an async iterator class (the return of its `__anext__`), else None."""
+    for node in body:
+        if isinstance(node, ast.AsyncFunctionDef) and node.name == "__anext__":
+            return sync_expr(node.returns) or "Any"
+    return None
 
 
 def class_attributes(
@@ -473,6 +494,7 @@ def constructor(
     )
     lines += dropping_secrets(call, params)
     lines.append("        self._portal = portal()")
+    lines.append("        self._portal.close_at_exit(self._async)")
     for attribute, annotation in attributes:
         if annotation in wrapped:
             wrap = f"{annotation}._wrap(self._async.{attribute}, self._portal)"
@@ -487,6 +509,7 @@ def render(
     used: set[str],
     imports: dict[str, str],
 ) -> str:
+    iterators = any(iterator_item(list(c.body)) is not None for c in classes)
     by_module: dict[str, set[str]] = {}
     for name in sorted(used):
         if hasattr(builtins, name):
@@ -505,7 +528,8 @@ def render(
     out += [f"import {name}" for name in plain]
     out += [_import_line(m, by_module[m]) for m in stdlib]
     out += [""] + [_import_line(m, by_module[m]) for m in ours]
-    out += ["", "from ._portal import Portal, portal", ""]
+    portal_names = "BatchedIterator, Portal, portal" if iterators else "Portal, portal"
+    out += ["", f"from ._portal import {portal_names}", ""]
     exported = sorted(sync_name(c.name) for c in classes)
     out.append("__all__ = [" + ", ".join(f'"{n}"' for n in exported) + "]")
     for body in bodies:

@@ -29,7 +29,7 @@ from voipnumber_sync import (
     SentMessage,
     VoipNumber,
 )
-from voipnumber_sync._portal import _Call, portal
+from voipnumber_sync._portal import Portal, portal
 
 FAST = RetryPolicy(initial_backoff=0.001, max_backoff=0.005)
 
@@ -183,25 +183,22 @@ def test_calls_from_many_threads_all_start_whether_the_loop_is_busy_or_asleep() 
     assert [number for slot in results for number in slot] == list(range(32 * 300))
 
 
-def test_a_call_the_loop_cannot_start_gets_the_loops_error() -> None:
-    # Runs inside the loop's poll, so nothing may escape from it: the error goes to the
-    # caller, and the coroutine is closed rather than left unawaited.
-    class ClosingLoop:
-        def create_task(self, coroutine: object) -> None:
-            raise RuntimeError("Event loop is closed")
+def test_a_call_the_loop_cannot_take_gets_the_loops_error_and_leaves_no_coroutine() -> None:
+    # The coroutine is made on the loop, so a call refused before it gets there (the
+    # loop is closed) leaves no "coroutine ... was never awaited" behind.
+    own = Portal()
+    own.loop  # started
+    own.shutdown()
+    own.loop.close()
 
     async def never_run() -> None:
         raise AssertionError("must not run")
 
-    call = _Call(never_run, (), {})
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # "coroutine ... was never awaited" would fail
-        call.start(ClosingLoop())  # type: ignore[arg-type]
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            own.call(never_run)
         gc.collect()
-
-    assert call.wait(0)
-    assert isinstance(call.error, RuntimeError)
-    assert str(call.error) == "Event loop is closed"
 
 
 def test_a_caller_inside_a_running_event_loop_is_served(

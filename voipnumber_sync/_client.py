@@ -33,7 +33,7 @@ from voipnumber_async._rate import Pacer
 from voipnumber_async._retry import RetryPolicy
 from voipnumber_async._transport import AsyncTransport
 
-from ._portal import Portal, portal
+from ._portal import BatchedIterator, Portal, portal
 
 __all__ = ["SendMany", "Sms", "VoipNumber"]
 
@@ -106,6 +106,7 @@ class VoipNumber:
         finally:
             del api_token
         self._portal = portal()
+        self._portal.close_at_exit(self._async)
         self.sms = Sms._wrap(self._async.sms, self._portal)
 
     @property
@@ -328,16 +329,14 @@ class SendMany:
 
     _async: AsyncSendMany
     _portal: Portal
+    _results: BatchedIterator[SendResult]
 
     def __iter__(self) -> SendMany:
         return self
 
     def __next__(self) -> SendResult:
-        """The next result; `StopAsyncIteration` once every message taken has one."""
-        try:
-            return self._portal.call(self._async.__anext__)
-        except StopAsyncIteration:
-            raise StopIteration from None
+        """The next result; `StopIteration` once every message taken has one."""
+        return next(self._results)
 
     def stop(self) -> None:
         """End the run early; keep iterating to get a result for every message taken.
@@ -360,7 +359,7 @@ class SendMany:
         As `stop()`, then the results not yet yielded are dropped: the journal has
         each of them (messages not sent are recorded so, and a resumed run sends them).
         """
-        return self._portal.call(self._async.aclose)
+        return self._results.close()
 
     def __enter__(self) -> SendMany:
         self._portal.call(self._async.__aenter__)
@@ -372,6 +371,7 @@ class SendMany:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._results.close()
         return self._portal.call(self._async.__aexit__, exc_type, exc, traceback)
 
     @classmethod
@@ -379,4 +379,5 @@ class SendMany:
         self = object.__new__(cls)
         self._async = async_
         self._portal = portal
+        self._results = portal.iterate(async_)
         return self
