@@ -161,7 +161,7 @@ class Portal:
                 "forever; inside coroutines and hooks use AsyncVoipNumber instead"
             )
         call = _Call(function, args, kwargs)
-        loop.call_soon_threadsafe(call.start)
+        self._submit(loop, call)
         try:
             error = call.future.exception()  # waits; a Ctrl-C arrives here
         except BaseException:
@@ -173,6 +173,9 @@ class Portal:
         if error is not None:
             raise error
         return call.future.result()
+
+    def _submit(self, loop: asyncio.AbstractEventLoop, call: _Call[Any]) -> None:
+        loop.call_soon_threadsafe(call.start)
 
     def iterate(self, iterator: AsyncIterator[T]) -> BatchedIterator[T]:
         """A blocking iterator over `iterator`, taking every ready item in one hand-off.
