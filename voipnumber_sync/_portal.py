@@ -1,9 +1,10 @@
 """The portal: one private event loop in a daemon thread, running every sync client's work.
 
 This is the only hand-written machinery of the sync facade, on public asyncio APIs only.
-A blocking call hands its coroutine to the loop with `call_soon_threadsafe` and waits on
-a `concurrent.futures.Future`; the aiohttp sessions of all sync clients live on that one
-loop, so any thread may call any client and no session ever meets a second loop.
+A blocking call hands its coroutine to the loop with `call_soon_threadsafe` and sleeps on
+a lock that the coroutine's task releases when done; the aiohttp sessions of all sync
+clients live on that one loop, so any thread may call any client and no session ever
+meets a second loop.
 
 - Started lazily, on the first call; a daemon thread, so it never holds up exit. At
   exit it closes the clients still open (`close_at_exit`), with their own `aclose()`.
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures
 import contextlib
 import os
 import threading
@@ -53,9 +53,17 @@ class _Closable(Protocol):
 
 
 class _Call(Generic[T]):
-    """One blocking call: started on the loop, its outcome in a concurrent future."""
+    """One blocking call: started on the loop, and a lock released once it is done.
 
-    __slots__ = ("args", "function", "future", "kwargs", "task")
+    A plain lock, not a `concurrent.futures.Future`: the future's condition is held by
+    the loop thread as it wakes the caller, so with many threads calling, each woken
+    caller blocked again on it. Measured without a network (a MockTransport client,
+    both forms in one process, 6 alternating rounds, a busy 2-core machine): the
+    future gave 0.93x the lock's throughput with 32 threads (rounds 0.65-0.99) and 33
+    µs more per sequential call (median of the rounds' differences).
+    """
+
+    __slots__ = ("args", "done", "error", "finished", "function", "kwargs", "result", "task")
 
     def __init__(
         self,
@@ -64,7 +72,11 @@ class _Call(Generic[T]):
         kwargs: dict[str, Any],
     ) -> None:
         self.function, self.args, self.kwargs = function, args, kwargs
-        self.future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.finished = False
+        self.result: T | None = None
+        self.error: BaseException | None = None
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -74,11 +86,12 @@ class _Call(Generic[T]):
 
     async def _run(self) -> None:
         try:
-            result = await self.function(*self.args, **self.kwargs)
+            self.result = await self.function(*self.args, **self.kwargs)
         except BaseException as error:  # every outcome, cancellation too, goes to the caller
-            self.future.set_exception(error)
-        else:
-            self.future.set_result(result)
+            self.error = error
+        finally:
+            self.finished = True
+            self.done.release()
 
     def cancel(self) -> None:
         # On the loop; `start` ran before, as it was scheduled first.
@@ -161,21 +174,19 @@ class Portal:
                 "forever; inside coroutines and hooks use AsyncVoipNumber instead"
             )
         call = _Call(function, args, kwargs)
-        self._submit(loop, call)
+        loop.call_soon_threadsafe(call.start)
         try:
-            error = call.future.exception()  # waits; a Ctrl-C arrives here
+            call.done.acquire()  # a Ctrl-C arrives here
         except BaseException:
             # Ctrl-C (or any async exception) while blocked: cancel the work so that
             # nothing goes on behind the caller's back, then let the exception through.
-            loop.call_soon_threadsafe(call.cancel)
-            concurrent.futures.wait((call.future,), _CANCEL_GRACE_S)
+            if not call.finished:
+                loop.call_soon_threadsafe(call.cancel)
+                call.done.acquire(timeout=_CANCEL_GRACE_S)
             raise
-        if error is not None:
-            raise error
-        return call.future.result()
-
-    def _submit(self, loop: asyncio.AbstractEventLoop, call: _Call[Any]) -> None:
-        loop.call_soon_threadsafe(call.start)
+        if call.error is not None:
+            raise call.error
+        return call.result  # type: ignore[return-value]
 
     def iterate(self, iterator: AsyncIterator[T]) -> BatchedIterator[T]:
         """A blocking iterator over `iterator`, taking every ready item in one hand-off.
