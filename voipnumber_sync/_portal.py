@@ -16,10 +16,15 @@ meets a second loop.
 - A call from the portal's own thread (a hook run by the client, say) would wait on
   itself forever, so it raises instead.
 
-`benchmarks/bench_sync.py` holds this plain form to the targets (sync overhead <= 150 µs
-per call, 32 threads >= 0.8x async); an earlier form that started calls inside the
-loop's selector and primed glibc's mmap threshold measured no better (see the commit
-that removed it for the figures).
+An earlier form started calls inside the loop's selector (a `BaseSelector` subclass,
+to spare the loop's wake-up pipe) and freed one 512 KiB block to raise glibc's mmap
+threshold. Measured against it with `bench_sync.py`'s loads in one process, alternating
+(8 blocks, 8 rounds; a busy 2-core machine, sandbox on the other core), this form took
+1.00x its time per sequential call (blocks 0.91-1.17) and gave 1.07x its throughput
+with 32 threads (rounds 0.80-1.38). Without the priming each answer read costs an mmap,
+an mremap and an munmap (strace: 6,261 such calls for 2,000 sends, 255 with it), for
+async clients alike, yet 32 threads reached 0.84x async unprimed and 0.87x primed (9 rounds
+each in alternating processes, rounds 0.60-1.21): within the noise, so neither stays.
 """
 
 from __future__ import annotations
