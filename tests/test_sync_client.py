@@ -163,9 +163,9 @@ def test_many_threads_share_one_client_and_send_each_message_once(
 
 
 def test_calls_from_many_threads_all_start_whether_the_loop_is_busy_or_asleep() -> None:
-    # Calls are started by the loop's own poll, and wake it only when it may sleep: a
-    # lost wake-up would leave a thread blocked for good, so every thread must finish.
-    # Tiny calls from 32 threads keep the loop switching between busy and asleep.
+    # A lost hand-off or wake-up would leave a thread blocked for good, so every thread
+    # must finish. Tiny calls from 32 threads keep the loop switching between busy and
+    # asleep.
     async def echo(number: int) -> int:
         await asyncio.sleep(0)
         return number
