@@ -527,12 +527,15 @@ def render(
     imports: dict[str, str],
 ) -> str:
     iterators = any(iterator_item(list(c.body)) is not None for c in classes)
+    public = public_names()
     by_module: dict[str, set[str]] = {}
     for name in sorted(used):
         if hasattr(builtins, name):
             continue
         if name in TYPE_NAMES.values():
             module = "typing" if name == "Any" else "collections.abc"
+        elif name in public:  # from the package users import, not its private modules
+            module = PACKAGE
         elif name in imports:
             module = imports[name]
         else:
@@ -552,6 +555,17 @@ def render(
     for body in bodies:
         out += ["", "", *body]
     return "\n".join(out) + "\n"
+
+
+def public_names() -> set[str]:
+    """The names of the async package's `__all__` (read as source, like the rest)."""
+    tree = ast.parse((ROOT / PACKAGE / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return set(ast.literal_eval(node.value))
+    return set()
 
 
 def _import_order(name: str) -> tuple[int, str]:

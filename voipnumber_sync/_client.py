@@ -14,24 +14,25 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import NoReturn
 
-from voipnumber_async._bulk import (
+from voipnumber_async import (
     DEFAULT_CONCURRENCY,
-    AsyncSendMany,
-    BulkSummary,
-    MessageLike,
-    SendResult,
-)
-from voipnumber_async._client import NOT_GIVEN, AsyncSms, AsyncVoipNumber, NotGiven
-from voipnumber_async._config import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
+    NOT_GIVEN,
+    AsyncSendMany,
+    AsyncSms,
+    AsyncTransport,
+    AsyncVoipNumber,
+    BulkSummary,
+    MessageLike,
+    NotGiven,
+    Pacer,
+    RetryPolicy,
+    SendResult,
+    SentMessage,
     Timeout,
 )
-from voipnumber_async._models import SentMessage
-from voipnumber_async._rate import Pacer
-from voipnumber_async._retry import RetryPolicy
-from voipnumber_async._transport import AsyncTransport
 
 from ._portal import BatchedIterator, Portal, portal
 
