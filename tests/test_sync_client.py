@@ -14,22 +14,27 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from _support import FROM, TO
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import voipnumber_sync
 from voipnumber_async.sandbox import OTHER_ACCOUNT_NUMBER, Fault, Sandbox
+from voipnumber_async.testing import MockResponse, MockTransport
 from voipnumber_sync import (
     ClientClosedError,
     NumberOwnershipError,
     OutcomeUnknownError,
     RetryPolicy,
     SentMessage,
+    TransportRequest,
     VoipNumber,
 )
-from voipnumber_sync._portal import _Call, portal
+from voipnumber_sync._portal import Portal, portal
 
 FAST = RetryPolicy(initial_backoff=0.001, max_backoff=0.005)
 
@@ -158,9 +163,9 @@ def test_many_threads_share_one_client_and_send_each_message_once(
 
 
 def test_calls_from_many_threads_all_start_whether_the_loop_is_busy_or_asleep() -> None:
-    # Calls are started by the loop's own poll, and wake it only when it may sleep: a
-    # lost wake-up would leave a thread blocked for good, so every thread must finish.
-    # Tiny calls from 32 threads keep the loop switching between busy and asleep.
+    # A lost hand-off or wake-up would leave a thread blocked for good, so every thread
+    # must finish. Tiny calls from 32 threads keep the loop switching between busy and
+    # asleep.
     async def echo(number: int) -> int:
         await asyncio.sleep(0)
         return number
@@ -183,25 +188,22 @@ def test_calls_from_many_threads_all_start_whether_the_loop_is_busy_or_asleep() 
     assert [number for slot in results for number in slot] == list(range(32 * 300))
 
 
-def test_a_call_the_loop_cannot_start_gets_the_loops_error() -> None:
-    # Runs inside the loop's poll, so nothing may escape from it: the error goes to the
-    # caller, and the coroutine is closed rather than left unawaited.
-    class ClosingLoop:
-        def create_task(self, coroutine: object) -> None:
-            raise RuntimeError("Event loop is closed")
+def test_a_call_the_loop_cannot_take_gets_the_loops_error_and_leaves_no_coroutine() -> None:
+    # The coroutine is made on the loop, so a call refused before it gets there (the
+    # loop is closed) leaves no "coroutine ... was never awaited" behind.
+    own = Portal()
+    assert own.loop.is_running()
+    own.shutdown()
+    own.loop.close()
 
     async def never_run() -> None:
         raise AssertionError("must not run")
 
-    call = _Call(never_run, (), {})
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # "coroutine ... was never awaited" would fail
-        call.start(ClosingLoop())  # type: ignore[arg-type]
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            own.call(never_run)
         gc.collect()
-
-    assert call.wait(0)
-    assert isinstance(call.error, RuntimeError)
-    assert str(call.error) == "Event loop is closed"
 
 
 def test_a_caller_inside_a_running_event_loop_is_served(
@@ -322,3 +324,178 @@ def test_the_portal_iterates_async_iterators_and_closes_them_early() -> None:
 
     assert closed == [True]
     assert list(portal().iterate(numbers())) == [0, 1, 2, 3, 4]  # type: ignore[arg-type]
+
+
+# --- sync iterators: batched hand-offs --------------------------------------------------
+
+
+class CountingPortal(Portal):
+    """The process's portal, counting the hand-offs made through it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def call(self, function: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return portal().call(function, *args, **kwargs)
+
+
+async def steps(plan: list[tuple[int, bool]], error_at: int | None = None) -> AsyncIterator[int]:
+    """Yields each value of `plan`; `True` beside it: only after giving up the loop."""
+    for position, (value, suspends) in enumerate(plan):
+        if position == error_at:
+            raise ValueError(f"failed at {position}")
+        if suspends:
+            await asyncio.sleep(0.0005)
+        yield value
+
+
+def test_a_sync_iterator_takes_the_ready_items_in_few_hand_offs() -> None:
+    counting = CountingPortal()
+
+    items = list(counting.iterate(steps([(n, False) for n in range(200)])))
+
+    assert items == list(range(200))
+    assert counting.calls <= 200 // 64 + 2  # batches, and the end; not one hop per item
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    plan=st.lists(st.tuples(st.integers(), st.booleans()), max_size=150),
+    error_at=st.none() | st.integers(min_value=0, max_value=150),
+)
+def test_a_batched_sync_iterator_yields_what_async_for_yields(
+    plan: list[tuple[int, bool]], error_at: int | None
+) -> None:
+    async def plainly() -> tuple[list[int], str | None]:
+        got: list[int] = []
+        try:
+            async for value in steps(plan, error_at):
+                got.append(value)  # noqa: PERF401 - the items before an error count too
+        except ValueError as error:
+            return got, str(error)
+        return got, None
+
+    expected = portal().call(plainly)
+    batched: list[int] = []
+    failure: str | None = None
+    iterator = portal().iterate(steps(plan, error_at))
+    try:
+        for value in iterator:
+            batched.append(value)  # noqa: PERF402 - the items before an error count too
+    except ValueError as error:
+        failure = str(error)
+
+    assert (batched, failure) == expected  # every item once, in order, the error after
+    assert list(iterator) == []  # over for good once it ended or failed
+
+
+def test_closing_a_sync_iterator_mid_way_cancels_its_step_ahead_and_closes_it() -> None:
+    closed: list[bool] = []
+    release = asyncio.Event()
+
+    async def waits_after_two() -> AsyncIterator[int]:
+        try:
+            yield 1
+            yield 2
+            await release.wait()  # never set: the step ahead is left waiting here
+            yield 3
+        finally:
+            closed.append(True)
+
+    iterator = portal().iterate(waits_after_two())
+    assert [next(iterator), next(iterator)] == [1, 2]
+    iterator.close()
+
+    async def others_running() -> int:
+        return len(asyncio.all_tasks() - {asyncio.current_task()})
+
+    assert closed == [True]
+    assert portal().call(others_running) == 0
+    assert list(iterator) == []
+
+
+def test_a_sync_iterator_dropped_mid_way_closes_the_async_one_on_the_loop() -> None:
+    closed = threading.Event()
+
+    async def endless() -> AsyncIterator[int]:
+        try:
+            while True:
+                await asyncio.sleep(0)
+                yield 0
+        finally:
+            closed.set()
+
+    iterator = portal().iterate(endless())
+    next(iterator)
+    del iterator
+    gc.collect()
+
+    assert closed.wait(10)
+
+
+def mock_client(sent: list[str]) -> VoipNumber:
+    def handler(request: TransportRequest) -> MockResponse:
+        sent.append(request.json()["body"])
+        return MockResponse.queued(request)
+
+    return VoipNumber("AC1", "tok", transport=MockTransport(handler))
+
+
+def test_send_many_through_batches_yields_every_result_once_in_order() -> None:
+    sent: list[str] = []
+    with mock_client(sent) as client:
+        messages = [(FROM, TO, f"m{n}") for n in range(500)]
+        with client.sms.send_many(messages, concurrency=8, ordered=True) as results:
+            indexes = [result.index for result in results]
+
+    assert indexes == list(range(500))
+    assert results.summary.sent == 500
+    assert sorted(sent) == sorted(f"m{n}" for n in range(500))
+
+
+def test_leaving_send_many_mid_way_stops_the_run() -> None:
+    sent: list[str] = []
+    with mock_client(sent) as client:
+        messages = ((FROM, TO, f"m{n}") for n in range(100_000))
+        with client.sms.send_many(messages, concurrency=4) as results:
+            for taken, _ in enumerate(results):
+                if taken == 20:
+                    break
+        count = len(sent)
+
+        assert count < 1_000  # the input was read no further than the window
+        assert next(results, None) is None  # closed: nothing more comes
+        client.sms.send(FROM, TO, "the client goes on")
+    assert len(sent) == count + 1
+
+
+def test_shutdown_closes_the_clients_still_open_with_their_aclose() -> None:
+    own = Portal()
+    closed: list[str] = []
+
+    class Client:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def aclose(self) -> None:
+            closed.append(self.name)
+
+    kept, dropped = Client("kept"), Client("dropped")
+    own.close_at_exit(kept)
+    own.close_at_exit(dropped)
+    del dropped  # held weakly: a dropped client is not kept alive for exit
+    gc.collect()
+    assert own.loop.is_running()
+    own.shutdown()
+
+    assert closed == ["kept"]
+    assert not own.loop.is_running()
+    own.loop.close()
+
+
+def test_a_sync_client_is_closed_at_exit_by_its_public_aclose() -> None:
+    client = VoipNumber("AC1", "tok", transport=MockTransport(MockResponse.queued))
+
+    assert client._async in list(portal()._clients)

@@ -212,7 +212,7 @@ def _is_running_here(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-#: Every transport with an open session, for fork handling and interpreter exit.
+#: Every transport with an open session, for fork handling.
 _LIVE: weakref.WeakSet[AiohttpTransport] = weakref.WeakSet()
 _ABANDONED_IN_CHILD: list[aiohttp.ClientSession] = []
 
@@ -223,12 +223,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-async def close_transports_on(loop: asyncio.AbstractEventLoop) -> None:
-    """Close every open transport whose session lives on `loop` (run on that loop)."""
-    transports = [t for t in list(_LIVE) if t._loop is loop]
-    await asyncio.gather(*(t.aclose() for t in transports), return_exceptions=True)
 
 
 def map_client_error(error: aiohttp.ClientError, url: str) -> VoipNumberError:

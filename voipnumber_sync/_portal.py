@@ -1,18 +1,30 @@
 """The portal: one private event loop in a daemon thread, running every sync client's work.
 
-This is the only hand-written machinery of the sync facade. A blocking call hands its
-coroutine to the portal's loop and sleeps on a lock until the loop releases it; the
-aiohttp sessions of all sync clients live on that one loop, so any thread may call any
-client and no session ever meets a second loop.
+This is the only hand-written machinery of the sync facade, on public asyncio APIs only.
+A blocking call hands its coroutine to the loop with `call_soon_threadsafe` and sleeps on
+a lock that the coroutine's task releases when done; the aiohttp sessions of all sync
+clients live on that one loop, so any thread may call any client and no session ever
+meets a second loop.
 
-- Started lazily, on the first call; a daemon thread, so it never holds up exit.
+- Started lazily, on the first call; a daemon thread, so it never holds up exit. At
+  exit it closes the clients still open (`close_at_exit`), with their own `aclose()`.
 - After `os.fork()` the child starts a fresh loop of its own on its first call.
 - Ctrl-C in a blocking call cancels the coroutine (and so its request) and re-raises.
-- A call is started by the loop itself when it next polls for I/O; only a call made
-  while the loop sleeps in that poll writes to its wake-up pipe, so a busy loop is
-  never woken.
+- A sync iterator over an async one (`iterate`, the sync `send_many`) takes in one
+  hand-off every item that is ready, so a loop over many results does not pay a thread
+  hop for each.
 - A call from the portal's own thread (a hook run by the client, say) would wait on
   itself forever, so it raises instead.
+
+An earlier form started calls inside the loop's selector (a `BaseSelector` subclass,
+to spare the loop's wake-up pipe) and freed one 512 KiB block to raise glibc's mmap
+threshold. Measured against it with `bench_sync.py`'s loads in one process, alternating
+(8 blocks, 8 rounds; a busy 2-core machine, sandbox on the other core), this form took
+1.00x its time per sequential call (blocks 0.91-1.17) and gave 1.07x its throughput
+with 32 threads (rounds 0.80-1.38). Without the priming each answer read costs an mmap,
+an mremap and an munmap (strace: 6,261 such calls for 2,000 sends, 255 with it), for
+async clients alike, yet 32 threads reached 0.84x async unprimed and 0.87x primed (9 rounds
+each in alternating processes, rounds 0.60-1.21): within the noise, so neither stays.
 """
 
 from __future__ import annotations
@@ -21,138 +33,75 @@ import asyncio
 import atexit
 import contextlib
 import os
-import selectors
 import threading
+import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
-from voipnumber_async._aiohttp import close_transports_on
-
-__all__ = ["Portal", "portal"]
+__all__ = ["BatchedIterator", "Portal", "portal"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 #: How long an interrupted call waits for its coroutine to finish cancelling.
 _CANCEL_GRACE_S = 5.0
-#: How long interpreter exit waits for the portal to close open sessions.
+#: How long interpreter exit waits for the portal to close open clients.
 _SHUTDOWN_GRACE_S = 2.0
-#: Above the 256 KiB (and header) that asyncio allocates for each read; see `_start`.
-_PRIME_ALLOCATOR_BYTES = 512 * 1024
+#: Items a sync iterator takes in one hand-off at most: enough to make the hop rare,
+#: few enough that the first item of a batch is not held back long.
+_BATCH = 64
 
 
-class _Call:
-    """One blocking call: its coroutine function, and a lock released once it is done."""
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
 
-    __slots__ = ("_done", "args", "error", "function", "kwargs", "result", "task")
+
+class _Call(Generic[T]):
+    """One blocking call: started on the loop, and a lock released once it is done.
+
+    A plain lock, not a `concurrent.futures.Future`: the future wakes its caller while
+    holding its condition's lock, which the woken caller must then take back, a second
+    handoff between threads for every call. Measured without a network (a MockTransport client,
+    both forms in one process, 6 alternating rounds, a busy 2-core machine): the
+    future gave 0.93x the lock's throughput with 32 threads (rounds 0.65-0.99) and 33
+    µs more per sequential call (median of the rounds' differences).
+    """
+
+    __slots__ = ("args", "done", "error", "finished", "function", "kwargs", "result", "task")
 
     def __init__(
         self,
-        function: Callable[..., Coroutine[Any, Any, Any]],
+        function: Callable[..., Coroutine[Any, Any, T]],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> None:
-        self._done = threading.Lock()
-        self._done.acquire()
         self.function, self.args, self.kwargs = function, args, kwargs
-        self.task: asyncio.Task[None] | None = None
-        self.result: Any = None
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.finished = False
+        self.result: T | None = None
         self.error: BaseException | None = None
+        self.task: asyncio.Task[None] | None = None
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Runs on the portal's loop, inside its poll for I/O: nothing may escape from
-        # here, or the loop itself would stop. The coroutine is made here, not in the
-        # caller's thread, so a call that never starts leaves no coroutine unawaited.
-        run = self._run()
-        try:
-            self.task = loop.create_task(run)
-        except BaseException as error:  # the loop is closing; the caller gets the reason
-            run.close()
-            self.error = error
-            self._done.release()
+    def start(self) -> None:
+        # On the loop. The coroutine is made here, not in the caller's thread, so that a
+        # call the loop never takes (it was closed) leaves no coroutine unawaited.
+        self.task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
-        # Releasing from inside the task, rather than from a done-callback, saves the
-        # loop one step per call.
         try:
             self.result = await self.function(*self.args, **self.kwargs)
         except BaseException as error:  # every outcome, cancellation too, goes to the caller
             self.error = error
         finally:
-            self._done.release()
+            self.finished = True
+            self.done.release()
 
-    def wait(self, timeout: float = -1) -> bool:
-        return self._done.acquire(timeout=timeout)
-
-
-class _Submissions:
-    """Calls submitted from callers' threads, not yet started on the loop."""
-
-    __slots__ = ("calls", "polling")
-
-    def __init__(self) -> None:
-        self.calls: deque[_Call] = deque()
-        #: The loop is in, or about to enter, a poll that may sleep.
-        self.polling = False
-
-    def start_all(self, loop: asyncio.AbstractEventLoop) -> None:
-        calls = self.calls
-        while calls:
-            calls.popleft().start(loop)
-
-
-class _StartingSelector(selectors.BaseSelector):
-    """The portal loop's selector: each poll for I/O also starts the calls submitted.
-
-    A blocking call appends itself to the queue from its own thread. Waking the loop for
-    it means a write to the loop's pipe and a read back, each a system call that hands
-    the GIL to another thread; with many threads calling, those handoffs cost more than
-    the work. So the loop drains the queue on every poll, and a caller wakes the loop
-    only when it may be asleep in one.
-
-    The caller appends, then reads `polling`; the loop sets `polling`, then looks at the
-    queue before it sleeps. Whichever comes second sees the other's write, so no call
-    waits behind a sleeping loop. (Each step is one operation on a deque or an
-    attribute, which the GIL orders.)
-    """
-
-    def __init__(self, submissions: _Submissions) -> None:
-        self._selector = selectors.DefaultSelector()
-        self._submissions = submissions
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        submissions = self._submissions
-        if timeout is None or timeout > 0:
-            submissions.polling = True
-            if submissions.calls:
-                timeout = 0
-        try:
-            events = self._selector.select(timeout)
-        finally:
-            submissions.polling = False
-        if submissions.calls and self.loop is not None:
-            submissions.start_all(self.loop)
-        return events
-
-    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._selector.register(fileobj, events, data)
-
-    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._selector.unregister(fileobj)
-
-    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._selector.modify(fileobj, events, data)
-
-    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._selector.get_key(fileobj)
-
-    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
-        return self._selector.get_map()
-
-    def close(self) -> None:
-        self._selector.close()
+    def cancel(self) -> None:
+        # On the loop; `start` ran before, as it was scheduled first.
+        if self.task is not None:
+            self.task.cancel()
 
 
 class Portal:
@@ -162,10 +111,12 @@ class Portal:
         self._start_lock = threading.Lock()
         #: Set once the loop runs; made by the first caller, who starts the loop.
         self._started: threading.Event | None = None
-        self._submissions = _Submissions()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
         self._thread: threading.Thread | None = None
+        #: The clients to close at exit; weak, so a dropped client still warns it was
+        #: not closed (its transport's finalizer says so).
+        self._clients: weakref.WeakSet[_Closable] = weakref.WeakSet()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -190,19 +141,9 @@ class Portal:
         return loop
 
     def _start(self, started: threading.Event) -> None:
-        selector = _StartingSelector(self._submissions)
-        loop = selector.loop = asyncio.SelectorEventLoop(selector)
+        loop = asyncio.new_event_loop()
 
         def run() -> None:
-            # asyncio reads from a socket into a fresh 256 KiB buffer, then shrinks it.
-            # glibc serves blocks that large with mmap until a freed one raises its
-            # (dynamic) threshold, and the shrunk buffer never does: measured on this
-            # thread, every read cost an mmap, an mremap and an munmap, the munmap a TLB
-            # flush on each core the process runs on; with 32 threads calling, a third
-            # of the CPU. Freeing one larger block, whole, raises the threshold as glibc
-            # intends, and those buffers then come from the heap.
-            block = bytes(_PRIME_ALLOCATOR_BYTES)
-            del block
             asyncio.set_event_loop(loop)
             self._thread_id = threading.get_ident()
             loop.call_soon(started.set)
@@ -226,7 +167,8 @@ class Portal:
         the same object, with this call's frames in front of its traceback.
 
         Raises:
-            RuntimeError: Called from the portal's own thread, where it would deadlock.
+            RuntimeError: Called from the portal's own thread, where it would deadlock;
+                or the loop is closed.
             KeyboardInterrupt: Interrupted; the coroutine was cancelled first.
         """
         loop = self.loop
@@ -237,60 +179,42 @@ class Portal:
                 "forever; inside coroutines and hooks use AsyncVoipNumber instead"
             )
         call = _Call(function, args, kwargs)
-        submissions = self._submissions
-        submissions.calls.append(call)
-        if submissions.polling:
-            # No "already woken" mark to save a write: a mark set without its write
-            # (a thread switch, a Ctrl-C between the two) would leave later callers
-            # waiting on a loop that nobody woke. Extra writes only when it sleeps.
-            loop.call_soon_threadsafe(submissions.start_all, loop)
+        loop.call_soon_threadsafe(call.start)
         try:
-            call.wait()
+            call.done.acquire()  # a Ctrl-C arrives here
         except BaseException:
             # Ctrl-C (or any async exception) while blocked: cancel the work so that
             # nothing goes on behind the caller's back, then let the exception through.
-            self._cancel(loop, call)
+            if not call.finished:
+                loop.call_soon_threadsafe(call.cancel)
+                call.done.acquire(timeout=_CANCEL_GRACE_S)
             raise
         if call.error is not None:
             raise call.error
-        return call.result  # type: ignore[no-any-return]
+        return call.result  # type: ignore[return-value]
 
-    @staticmethod
-    def _cancel(loop: asyncio.AbstractEventLoop, call: _Call) -> None:
-        def cancel() -> None:
-            if call.task is not None:
-                call.task.cancel()
+    def iterate(self, iterator: AsyncIterator[T]) -> BatchedIterator[T]:
+        """A blocking iterator over `iterator`, taking every ready item in one hand-off.
 
-        loop.call_soon_threadsafe(cancel)
-        call.wait(_CANCEL_GRACE_S)
-
-    def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
-        """Iterate an async iterator from blocking code, one `call` per item.
-
-        Closing the returned iterator early (`break`) closes the async one too.
+        `close()` (or dropping it) closes the async one too.
         """
+        return BatchedIterator(self, iterator)
 
-        async def next_item() -> T:
-            return await iterator.__anext__()
-
-        try:
-            while True:
-                try:
-                    item = self.call(next_item)
-                except StopAsyncIteration:
-                    return
-                yield item
-        finally:
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                self.call(aclose)
+    def close_at_exit(self, client: _Closable) -> None:
+        """Close `client` with its `aclose()` at interpreter exit, if it is still alive then."""
+        self._clients.add(client)
 
     def shutdown(self) -> None:
-        """Close the sessions still open on the loop and stop it; for interpreter exit."""
+        """Close the clients still open on the loop and stop it; for interpreter exit."""
         loop, thread = self._loop, self._thread
         if loop is None or thread is None or not loop.is_running():
             return
-        future = asyncio.run_coroutine_threadsafe(close_transports_on(loop), loop)
+
+        async def close_clients() -> None:
+            clients = list(self._clients)
+            await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+
+        future = asyncio.run_coroutine_threadsafe(close_clients(), loop)
         with contextlib.suppress(Exception):  # exiting regardless; nothing to report to
             future.result(_SHUTDOWN_GRACE_S)
         loop.call_soon_threadsafe(loop.stop)
@@ -299,12 +223,109 @@ class Portal:
     def _after_fork_in_child(self) -> None:
         # The parent's loop thread does not exist here; its loop and lock are the
         # parent's. Forget them: the next call starts a loop of this process's own.
+        # The clients stay listed: the child may go on using them, on its own loop.
         self._start_lock = threading.Lock()
         self._started = None
-        self._submissions = _Submissions()
         self._loop = None
         self._thread = None
         self._thread_id = None
+
+
+class BatchedIterator(Iterator[T]):
+    """A blocking iterator over an async one, made by `Portal.iterate`.
+
+    A hand-off waits for the next item, then takes those that follow without waiting
+    (`_BATCH` at most): the async iterator's next step is started as a task and given
+    one turn of the loop; if it is not done by then it is left running, and the next
+    hand-off waits for it. Items come in order, each once; an error comes after the
+    items before it. Not for several threads at once, as a generator is not.
+    """
+
+    def __init__(self, portal: Portal, iterator: AsyncIterator[T]) -> None:
+        self._portal = portal
+        self._iterator = iterator
+        self._ready: deque[T] = deque()
+        #: What ended the iteration, raised once `_ready` is empty.
+        self._end: BaseException | None = None
+        #: The async iterator's next step, started on the loop and not yet done.
+        self._ahead: asyncio.Future[T] | None = None
+        self._closed = False
+
+    def __iter__(self) -> BatchedIterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        """The next item; `StopIteration` at the end; the async iterator's error as it came."""
+        ready = self._ready
+        if not ready:
+            if self._end is None:
+                items, self._end = self._portal.call(self._take)
+                ready.extend(items)
+            if not ready:
+                end, self._end = self._end, StopAsyncIteration()  # an error is raised once
+                if isinstance(end, StopAsyncIteration):
+                    raise StopIteration from None
+                assert end is not None
+                raise end
+        return ready.popleft()
+
+    async def _take(self) -> tuple[list[T], BaseException | None]:
+        items: list[T] = []
+        step = self._ahead or asyncio.ensure_future(self._iterator.__anext__())
+        self._ahead = None
+        try:
+            while True:
+                try:
+                    items.append(await step)  # the first waits; the others are done
+                except Exception as error:  # StopAsyncIteration, or the iterator's error
+                    return items, error
+                if len(items) == _BATCH:
+                    return items, None
+                step = asyncio.ensure_future(self._iterator.__anext__())
+                await asyncio.sleep(0)  # one turn: enough for an item that is ready
+                if not step.done():
+                    self._ahead = step
+                    return items, None
+        except BaseException:  # cancelled (Ctrl-C in the caller): stop the step too
+            step.cancel()
+            raise
+
+    def close(self) -> None:
+        """Stop: cancel the step started ahead, then close the async iterator. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._ready.clear()
+        self._end = StopAsyncIteration()
+        ahead, self._ahead = self._ahead, None
+        self._portal.call(_close, self._iterator, ahead)
+
+    def __del__(self) -> None:
+        # Dropped without `close()` (a `break`): close on the loop without waiting, from
+        # whichever thread the collector runs in, the portal's own included.
+        if getattr(self, "_closed", True):
+            return
+        loop = self._portal._loop
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs there
+            if loop is not None and loop.is_running():
+                coroutine = _close(self._iterator, self._ahead)
+                try:
+                    asyncio.run_coroutine_threadsafe(coroutine, loop)
+                except RuntimeError:
+                    coroutine.close()
+                    raise
+
+
+async def _close(iterator: AsyncIterator[Any], ahead: asyncio.Future[Any] | None) -> None:
+    """Cancel the step started ahead, wait for it, then `aclose()` the iterator if it has one."""
+    if ahead is not None:
+        ahead.cancel()
+        await asyncio.wait((ahead,))
+        if not ahead.cancelled():
+            ahead.exception()  # an error after a stop is nobody's: mark it seen, not logged
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 _PORTAL = Portal()
