@@ -128,3 +128,16 @@ def test_the_graph_holds_the_send_path_as_the_modules_import_it() -> None:
     assert "voipnumber_async._transport" in graph["voipnumber_async._sender"]
     assert "voipnumber_async._wire.answers" in graph["voipnumber_async._sender"]
     assert "voipnumber_async._transport" in graph["voipnumber_async._aiohttp"]
+
+
+def test_the_sync_facade_uses_only_the_async_packages_public_names() -> None:
+    graph = import_graph()
+    private = sorted(
+        f"{name} -> {target}"
+        for name, targets in graph.items()
+        if name.startswith("voipnumber_sync")
+        for target in targets
+        if target.startswith("voipnumber_async._")
+    )
+    assert private == []
+    assert "voipnumber_async" in graph["voipnumber_sync._client"]
