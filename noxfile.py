@@ -75,7 +75,7 @@ def tests(session: nox.Session) -> None:
         "python",
         "-I",
         "-c",
-        "import voipnumber_async, voipnumber_sync._client, voipnumber_async._cli._commands",
+        "import voipnumber_async, voipnumber_sync._client, voipnumber_async._cli._group",
     )
     session.install(*group("test"), *pins)
     names = [requirement.name for requirement in declared_dependencies()]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from _support import FROM, TO
 
-from voipnumber_async._cli._commands import EXIT_STATUS
+from voipnumber_async._cli._output import EXIT_STATUS
 from voipnumber_async.sandbox import OTHER_ACCOUNT_NUMBER, Sandbox
 
 

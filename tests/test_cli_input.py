@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from test_cli import read_results, voipnumber, write_csv
 
 from voipnumber_async import APIError, OutcomeUnknownError, RateLimitError
-from voipnumber_async._cli import _bulk_command, _csv_input
-from voipnumber_async._cli._commands import cli
-from voipnumber_async._cli._common import shell_text
+from voipnumber_async._cli import _csv_input, _paths
+from voipnumber_async._cli._group import cli
+from voipnumber_async._cli._output import shell_text
 from voipnumber_async._wire.codes import ERROR_HINTS, STATUS_HINTS
 from voipnumber_async.sandbox import Fault, Sandbox
 
@@ -271,7 +271,7 @@ def test_an_output_in_an_unwritable_directory_is_refused_before_anything(
             return False
         return real_access(path, mode)
 
-    monkeypatch.setattr(_bulk_command.os, "access", access)
+    monkeypatch.setattr(_paths.os, "access", access)
     campaign = write_csv(tmp_path / "c.csv", ["to,body", f"{TO},x"])
     journal = tmp_path / "j.db"
 

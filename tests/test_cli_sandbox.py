@@ -17,7 +17,7 @@ from aiohttp import web
 from click.testing import CliRunner
 
 from voipnumber_async import AsyncVoipNumber, OutcomeUnknownError, ServiceUnavailableError
-from voipnumber_async._cli._commands import cli
+from voipnumber_async._cli._group import cli
 from voipnumber_async.sandbox import FAULT_KINDS, INBOUND_TRIGGER_PATH, Sandbox
 
 NUMBER = "+447476553275"

@@ -8,7 +8,7 @@ import sys
 def main() -> None:
     """Run the `voipnumber` command line."""
     try:
-        from ._commands import cli  # noqa: PLC0415 - click and rich are an optional extra
+        from ._group import cli  # noqa: PLC0415 - click and rich are an optional extra
     except ModuleNotFoundError as error:
         if error.name not in ("click", "rich"):
             raise

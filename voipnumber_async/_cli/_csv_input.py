@@ -21,6 +21,8 @@ import click
 #: The columns a row may have (a header names them, in any order and case).
 REQUIRED_COLUMNS: Final = ("to", "body")
 OPTIONAL_COLUMNS: Final = ("from",)
+#: The SDK's names for a message's fields, as the CSV's columns call them (for messages).
+COLUMN_NAMES: Final = {"from_": "from", "to": "to", "body": "body"}
 #: Bytes sniffed for a byte-order mark or NUL bytes: a CSV file of UTF-8 text has neither.
 _SNIFF_BYTES: Final = 4096
 _UTF16_UTF32_BOMS: Final = (

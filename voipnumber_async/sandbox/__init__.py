@@ -11,22 +11,24 @@ async with Sandbox() as sandbox, AsyncVoipNumber(**sandbox.client_settings()) as
 ```
 
 It implements the same wire contract as the client (`voipnumber_async._wire`), so a
-correction to the contract reaches both.
+correction to the contract reaches both. Its modules, by role: `_accounts` (who may send
+from which number), `_state` (what it records and counts), `_idempotency` (first answers
+by key), `_faults`, `_app` (the HTTP routes and handlers), `_inbound` and `_delivery`
+(orders for inbound messages, and the webhook client), `_runner` (`Sandbox`: serving).
 """
 
-from ._faults import FAULT_KINDS, Fault
-from ._records import AcceptedMessage, Delivery, Recent, RecordedRequest
-from ._server import (
-    DEFAULT_KEEP_KEYS,
+from ._accounts import (
     DEMO_ACCOUNT_ID,
     DEMO_API_TOKEN,
     DEMO_NUMBER,
-    INBOUND_TRIGGER_PATH,
     OTHER_ACCOUNT_NUMBER,
-    ClientSettings,
-    Sandbox,
     SandboxAccount,
 )
+from ._app import INBOUND_TRIGGER_PATH
+from ._faults import FAULT_KINDS, Fault
+from ._records import AcceptedMessage, Delivery, Recent, RecordedRequest
+from ._runner import ClientSettings, Sandbox
+from ._state import DEFAULT_KEEP_KEYS
 
 __all__ = [
     "DEFAULT_KEEP_KEYS",

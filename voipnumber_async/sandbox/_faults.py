@@ -10,6 +10,9 @@ from typing import Any, Final
 
 import attrs
 
+from .._wire.answers import HEADER_RETRY_AFTER
+from .._wire.requests import JSON_CONTENT_TYPE
+
 __all__ = ["FAULT_KINDS", "Fault"]
 
 
@@ -73,7 +76,7 @@ class Fault:
         status: int,
         body: bytes | str | Mapping[str, Any] = b"",
         *,
-        content_type: str = "application/json",
+        content_type: str = JSON_CONTENT_TYPE,
         headers: Mapping[str, str] | None = None,
         after_processing: bool = False,
         times: int | None = 1,
@@ -99,7 +102,6 @@ class Fault:
         rate: float = 1.0,
     ) -> Fault:
         """Answer 503 (or 502) without processing the request."""
-        headers = {} if retry_after is None else {"Retry-After": _retry_after_text(retry_after)}
         return cls.respond(
             status,
             {
@@ -109,7 +111,7 @@ class Fault:
                     "description": "Service temporarily unavailable",
                 },
             },
-            headers=headers,
+            headers=_retry_after_headers(retry_after),
             times=times,
             rate=rate,
         )
@@ -123,11 +125,10 @@ class Fault:
         rate: float = 1.0,
     ) -> Fault:
         """Answer 429, with `Retry-After` in seconds or as an HTTP date (a str)."""
-        headers = {} if retry_after is None else {"Retry-After": _retry_after_text(retry_after)}
         return cls.respond(
             429,
             {"status": "ERROR", "code": "RATE_LIMITED", "description": "Too many requests"},
-            headers=headers,
+            headers=_retry_after_headers(retry_after),
             times=times,
             rate=rate,
         )
@@ -243,10 +244,13 @@ def _parse_rate(text: str) -> float:
     return rate
 
 
-def _retry_after_text(value: float | str) -> str:
+def _retry_after_headers(value: float | str | None) -> dict[str, str]:
+    """The `Retry-After` header for `value` seconds (or an HTTP date); none for None."""
+    if value is None:
+        return {}
     if isinstance(value, str):
-        return value
-    return str(int(value)) if float(value).is_integer() else str(value)
+        return {HEADER_RETRY_AFTER: value}
+    return {HEADER_RETRY_AFTER: str(int(value)) if float(value).is_integer() else str(value)}
 
 
 class FaultQueue:

@@ -14,6 +14,7 @@ import attrs
 from .._models import InboundMessage, MessageType
 from .._validation import E164
 from .._wire.answers import load_json
+from .._wire.requests import JSON_CONTENT_TYPE
 
 __all__ = [
     "DEFAULT_INBOUND_BODY",
@@ -57,7 +58,7 @@ class InboundOrder:
 
 def _is_json(content_type: str) -> bool:
     media_type = content_type.partition(";")[0].strip().lower()
-    return media_type == "application/json" or (
+    return media_type == JSON_CONTENT_TYPE or (
         media_type.startswith("application/") and media_type.endswith("+json")
     )
 

@@ -18,7 +18,14 @@ import attrs
 from .._models import InboundMessage
 from ._faults import Fault
 
-__all__ = ["AcceptedMessage", "Delivery", "Recent", "RecentMap", "RecordedRequest"]
+__all__ = [
+    "AcceptedMessage",
+    "Delivery",
+    "LastDelivery",
+    "Recent",
+    "RecentMap",
+    "RecordedRequest",
+]
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -164,3 +171,12 @@ class Delivery:
     def accepted(self) -> bool:
         """Whether the receiver answered 2xx, as the service counts it."""
         return self.status is not None and 200 <= self.status < 300
+
+
+@attrs.define
+class LastDelivery:
+    """The latest delivery of an `mdr_id`: what to redeliver, and how many tries so far."""
+
+    message: InboundMessage
+    url: str
+    attempts: int

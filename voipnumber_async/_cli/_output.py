@@ -1,4 +1,4 @@
-"""What every command of `voipnumber` shares: output, exit statuses, logging, the client.
+"""What the commands print, and how they exit: the consoles, exit statuses, errors.
 
 Errors are printed here, in the shell's words: the SDK's messages advise a Python caller
 (`pass account_id=`), and `SHELL_HINTS` turns that advice into the flags and variables
@@ -8,16 +8,10 @@ SDK's messages right for its own callers.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import sys
-from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import Final
 
-import click
 from rich.console import Console
-
-from voipnumber_sync import VoipNumber
 
 from .._config import ENV_ACCOUNT_ID, ENV_API_TOKEN, ENV_BASE_URL
 from .._errors import (
@@ -34,10 +28,6 @@ from .._errors import (
     UnexpectedResponseError,
     VoipNumberError,
 )
-from ..sandbox import DEMO_NUMBER, Sandbox
-
-#: The idempotency keys the sandbox of `--sandbox` remembers: it ends with the command.
-EMBEDDED_SANDBOX_KEYS: Final = 100_000
 
 #: The exit status for each error class; the most specific class wins.
 EXIT_STATUS: Mapping[type[VoipNumberError], int] = {
@@ -76,8 +66,6 @@ SHELL_HINTS: Final[Mapping[str, str]] = {
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
-
-_Command = TypeVar("_Command", bound=Callable[..., Any])
 
 
 def exit_status(error: VoipNumberError) -> int:
@@ -122,91 +110,3 @@ def print_error(error: VoipNumberError, arguments: Mapping[str, str] | None = No
             f"  to retry without a duplicate: --idempotency-key {error.idempotency_key}",
             highlight=False,
         )
-
-
-# --- logging ---------------------------------------------------------------------------
-
-#: Where the group's `-v` count waits for a command's own `-v`, in the root context.
-_VERBOSITY: Final = "voipnumber.verbosity"
-
-
-def configure_logging(verbose: int) -> None:
-    """Log to stderr: warnings, `-v` also retries (INFO), `-vv` every attempt (DEBUG)."""
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    root.setLevel(level)
-
-
-def set_verbosity(context: click.Context, verbose: int) -> None:
-    """Record the group's `-v` count (given before the command) and apply it."""
-    context.find_root().meta[_VERBOSITY] = verbose
-    configure_logging(verbose)
-
-
-def _add_verbosity(context: click.Context, _: click.Parameter, verbose: int) -> None:
-    # A command's -v adds to the group's: `voipnumber -v send -v ...` is -vv.
-    if verbose:
-        set_verbosity(context, context.find_root().meta.get(_VERBOSITY, 0) + verbose)
-
-
-VERBOSE_HELP: Final = "-v: log retries; -vv: log every attempt."
-
-
-def verbose_option() -> click.Option:
-    """`-v`/`--verbose` for a command, so that it also works after the command's name.
-
-    (click takes a group's options only before the command.)
-    """
-    return click.Option(
-        ["-v", "--verbose"],
-        count=True,
-        expose_value=False,
-        callback=_add_verbosity,
-        help=VERBOSE_HELP,
-    )
-
-
-# --- the client ------------------------------------------------------------------------
-
-
-def credential_options(command: _Command) -> _Command:
-    """The options that say which account to use (the environment otherwise)."""
-    for option in reversed((
-        click.option("--account-id", help=f"Default: ${ENV_ACCOUNT_ID}."),
-        click.option("--api-token", help=f"Default: ${ENV_API_TOKEN}."),
-        click.option("--base-url", help=f"Default: ${ENV_BASE_URL}, else the service."),
-        click.option(
-            "--sandbox", "use_sandbox", is_flag=True,
-            help=f"Use an embedded sandbox and its demo account (sending from {DEMO_NUMBER}).",
-        ),
-    )):  # fmt: skip
-        command = option(command)
-    return command
-
-
-def open_client(
-    stack: contextlib.ExitStack,
-    use_sandbox: bool,
-    account_id: str | None,
-    api_token: str | None,
-    base_url: str | None,
-    **options: Any,
-) -> VoipNumber:
-    """A client of the embedded sandbox's demo account, or of the given credentials.
-
-    Both live until `stack` closes.
-
-    Raises:
-        ConfigurationError: A credential is missing or a setting is invalid.
-    """
-    settings: dict[str, Any] = {
-        "account_id": account_id, "api_token": api_token, "base_url": base_url,
-    }  # fmt: skip
-    if use_sandbox:
-        # Flat memory over a run of a million rows: counts, no records (nothing reads
-        # them), and keys only as long as a retry within this run can come.
-        sandbox = Sandbox(record=False, keep=0, keep_keys=EMBEDDED_SANDBOX_KEYS)
-        settings = {**stack.enter_context(sandbox.serve_in_thread()).client_settings()}
-    return stack.enter_context(VoipNumber(**settings, **options))

@@ -1,0 +1,1 @@
+"""The commands of `voipnumber`, one module each; `.._group` registers them."""
