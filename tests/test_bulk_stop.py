@@ -24,8 +24,10 @@ from voipnumber_async import (
     RunStoppedError,
     SendResult,
     SqliteJournal,
+    TransportRequest,
 )
 from voipnumber_async.sandbox import Fault, Sandbox
+from voipnumber_async.testing import MockResponse, MockTransport
 
 
 def messages(count: int) -> Iterator[OutgoingMessage]:
@@ -227,3 +229,59 @@ async def test_stop_while_the_run_opens_its_journal_stops_it_once_started(
 
     assert sandbox.request_count == 0
     assert all(r.outcome == "not_sent" for r in results)
+
+
+async def test_a_worker_let_finish_on_the_wire_takes_no_other_job_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The stop lets the request of "m3" finish, then the run must end: its worker may
+    # not go back for another job. With the drain made far longer than the wait_for
+    # below, a worker that did (and waited for one) fails the test instead of ending
+    # the run after the drain.
+    monkeypatch.setattr("voipnumber_async._bulk.run.DRAIN_TIMEOUT_S", 40.0)
+    on_the_wire = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handler(request: TransportRequest) -> MockResponse:
+        if request.json()["body"] == "m3":
+            on_the_wire.set()
+            await release.wait()
+        return MockResponse.queued(request)
+
+    transport = MockTransport(handler)
+    async with AsyncVoipNumber("AC1", "token", transport=transport) as client:
+        run = client.sms.send_many(messages(10_000), concurrency=2)
+
+        async def consume() -> list[SendResult]:
+            async with run:
+                return [result async for result in run]
+
+        consuming = asyncio.create_task(consume())
+        await on_the_wire.wait()
+        run.stop()
+        release.set()
+        results = await asyncio.wait_for(consuming, timeout=20)
+
+    by_body = {result.message.body: result for result in results}
+    assert by_body["m3"].ok  # let finish, and answered
+    sent = Counter(request.json()["body"] for request in transport.requests)
+    assert all(count == 1 for count in sent.values())
+    assert {r.message.body for r in results if r.ok} == set(sent)
+
+
+async def test_the_watch_says_on_the_wire_only_while_the_transport_has_the_request() -> None:
+    from voipnumber_async._sender import SendWatch
+
+    watch = SendWatch()
+    seen: list[bool] = []
+
+    def handler(request: TransportRequest) -> MockResponse:
+        seen.append(watch.on_wire)
+        return MockResponse.queued(request)
+
+    async with AsyncVoipNumber("AC1", "token", transport=MockTransport(handler)) as client:
+        await client._sender.send(b'{"from": "x"}', "key-1", watch=watch)
+
+    assert seen == [True]
+    assert watch.on_wire is False
+    assert watch.attempts == 1

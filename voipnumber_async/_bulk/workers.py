@@ -61,6 +61,8 @@ class Workers:
                 jobs.put_nowait(END)  # for the next worker
                 return
             self._results.deliver(await self._send(job, watch))
+            if watch.stopping:
+                return  # let finish, as a request on the wire, and now done: take no other
             if self._recording is not None and self._recording.behind:
                 await self._recording.flush()
 
