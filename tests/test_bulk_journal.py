@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import attrs
 import pytest
@@ -203,3 +204,84 @@ async def test_something_that_is_no_journal_is_refused_at_the_call() -> None:
 async def _drain(run: object) -> None:
     async for _ in run:  # type: ignore[attr-defined]
         pass
+
+
+class SlowRecordJournal(MemoryJournal):
+    """Takes its time to commit: a stop can land while a `record` is under way."""
+
+    async def record(self, results: Sequence[SendResult]) -> None:
+        await asyncio.sleep(0.05)
+        await super().record(results)
+
+
+async def test_a_stop_during_a_record_loses_no_outcome() -> None:
+    journal = SlowRecordJournal()
+    transport = MockTransport(MockResponse.queued)
+    async with (
+        AsyncVoipNumber("AC1", "token", transport=transport) as client,
+        client.sms.send_many(messages(20), journal=journal) as run,
+    ):
+        taken = 0
+        async for _ in run:
+            taken += 1
+            if taken == 20:
+                break  # leaves the run while the periodic record may be committing
+
+    assert len(transport.requests) == 20
+    assert {held.outcome for held in journal.held.values()} == {"sent"}
+
+
+class BrokenRecordJournal(MemoryJournal):
+    async def record(self, results: Sequence[SendResult]) -> None:
+        raise ConnectionError("the journal's store is down")
+
+
+async def test_a_journal_that_cannot_record_ends_the_run_instead_of_sending_on() -> None:
+    transport = MockTransport(MockResponse.queued)
+    async with AsyncVoipNumber("AC1", "token", transport=transport) as client:
+        run = client.sms.send_many(messages(20_000), journal=BrokenRecordJournal(), concurrency=2)
+        with pytest.raises(ConnectionError, match="store is down"):
+            await asyncio.wait_for(_drain(run), timeout=30)
+
+    # Stopped at the first failed commit (every 0.2 s, or 512 results), not after the
+    # whole input went out unjournaled.
+    assert len(transport.requests) < 5_000
+
+
+class FailingPacer:
+    """A pacer over a store that goes away: its second turn raises."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+
+    def acquire(self, *, max_wait: float | None = None) -> None:
+        self.turns += 1
+        if self.turns == 2:
+            raise ConnectionError("the pacer's store is down")
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        pass
+
+
+async def test_a_pacer_that_fails_ends_the_run_with_its_error_not_a_hang() -> None:
+    transport = MockTransport(MockResponse.queued)
+    async with AsyncVoipNumber("AC1", "token", transport=transport) as client:
+        run = client.sms.send_many(messages(100), rate_limit=FailingPacer(), concurrency=1)
+        with pytest.raises(ConnectionError, match="store is down"):
+            await asyncio.wait_for(_drain(run), timeout=30)
+
+    assert len(transport.requests) == 1
+    assert run.summary.sent == 1 and run.summary.not_sent >= 1
+
+
+async def test_a_message_with_a_field_that_is_no_text_is_a_failed_result_with_a_journal(
+    tmp_path: Path,
+) -> None:
+    transport = MockTransport(MockResponse.queued)
+    async with AsyncVoipNumber("AC1", "token", transport=transport) as client:
+        rows = [{"from_": FROM, "to": None, "body": "x"}, (FROM, TO, "fine")]
+        run = client.sms.send_many(rows, journal=tmp_path / "campaign.db")  # type: ignore[arg-type]
+        results = [r async for r in run]
+
+    assert sorted(r.outcome for r in results) == ["failed", "sent"]
+    assert len(transport.requests) == 1

@@ -87,5 +87,10 @@ class Journal(Protocol):
 
         A `not_sent` result (the run stopped before sending it) makes its position as
         if never reserved: the next `reserve` reserves it again with the same key.
+
+        The run never drops a batch: if a call is cancelled (a stop) or raises, the
+        same results come again in the next call, so recording one twice must leave
+        the same state. An error raised here ends the run: nothing more is sent
+        unjournaled.
         """
         ...

@@ -82,7 +82,13 @@ class Recording:
             results = self._results
             if results.unrecorded:
                 batch, results.unrecorded = results.unrecorded, []
-                await self._journal.record(batch)
+                try:
+                    await self._journal.record(batch)
+                except BaseException:
+                    # Cancelled (a stop) or failed: the batch is recorded by the next
+                    # flush, the stop's last one, not lost with this call.
+                    results.unrecorded[:0] = batch
+                    raise
 
     async def run(self) -> None:
         """Flush periodically, until cancelled."""

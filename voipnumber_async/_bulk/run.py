@@ -204,28 +204,41 @@ class AsyncSendMany:
         )
         self._workers.start(self._concurrency)
         self._tasks = [self._feeding, *self._workers.tasks]
-        if recording is not None:
-            self._tasks.append(asyncio.ensure_future(recording.run()))
+        self._recorder = None if recording is None else asyncio.ensure_future(recording.run())
+        if self._recorder is not None:
+            self._tasks.append(self._recorder)
         self._supervisor = asyncio.ensure_future(self._supervise())
         if self._stop_requested:
             self._begin_stop()
 
     async def _supervise(self) -> None:
-        """End the results once the feed and the workers are done, or fail them with an error."""
+        """End the results once the feed and the workers are done, or fail them and stop.
+
+        The first error of any stage (the input's, the journal's, a worker's) fails the
+        run at once: no stage goes on sending beside a dead one.
+        """
+        stages = [self._feeding, *self._workers.tasks]
+        watched = [*stages, *([self._recorder] if self._recorder is not None else [])]
         try:
             # `wait`, not `await`: a stop cancels this task, and must not cancel the
             # feed's reservation or the workers' requests with it (they are let finish).
-            await asyncio.wait([self._feeding])
-            self._feeding.result()  # the input's error, or the journal's
-            await asyncio.wait(self._workers.tasks)
-            for worker in self._workers.tasks:
-                worker.result()  # the first error of a worker, if one failed
+            while True:
+                for task in watched:
+                    if task.done():
+                        task.result()  # the error of a stage that failed, if one did
+                if all(stage.done() for stage in stages):
+                    break
+                await asyncio.wait(
+                    [task for task in watched if not task.done()],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
             if self._recording is not None:
                 await self._recording.flush()
         except asyncio.CancelledError:
             raise
         except BaseException as error:
             self._results.end(Failure(error))
+            self._begin_stop()  # the other stages stop now, not when the caller notices
             return
         self._results.end()
 

@@ -266,8 +266,11 @@ class SqliteJournal:
 
 def content_hash(message: OutgoingMessage) -> str:
     """What identifies a message at a position (hex): a change means a different input."""
-    text = "\x1f".join((message.from_, message.to, message.body, message.idempotency_key or ""))
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    fields = (message.from_, message.to, message.body, message.idempotency_key or "")
+    # A message that fails its checks is journaled too (as failed): whatever its fields
+    # hold, they hash. Text hashes as it always has, so older journals still resume.
+    text = "\x1f".join(field if isinstance(field, str) else repr(field) for field in fields)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def _record_row(result: SendResult) -> RecordRow:

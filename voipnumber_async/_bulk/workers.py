@@ -77,8 +77,10 @@ class Workers:
         except Stopped:
             return stopped_result(job.index, job.message, job.key,
                                   may_have_been_sent=watch.may_have_been_sent)  # fmt: skip
-        except asyncio.CancelledError:
-            # Stopped while waiting (nothing sent), or on the wire past the drain.
+        except BaseException:
+            # Cancelled while waiting (nothing sent) or on the wire past the drain; or an
+            # error no send should raise (a pacer's, a transport's bug), which ends the
+            # run: either way the message gets its result, unknown if it may have gone.
             self._results.deliver(stopped_result(
                 job.index, job.message, job.key, may_have_been_sent=watch.may_have_been_sent
             ))  # fmt: skip
