@@ -336,3 +336,34 @@ def test_no_repr_of_a_request_or_answer_shows_the_token_or_the_body() -> None:
     for shown in (repr(request), repr(answer), str(request)):
         assert TOKEN not in shown
         assert "private" not in shown
+
+
+async def test_a_send_whose_earlier_attempt_may_have_gone_ends_unknown_not_failed() -> None:
+    # Attempt 1 is dropped after sending (it may have been processed); attempt 2 is
+    # refused before sending. The message's outcome is unknown, not "nothing was sent".
+    calls: list[str] = []
+
+    def handler(request: Any) -> MockResponse:
+        calls.append(request.headers["Idempotency-Key"])
+        if len(calls) == 1:
+            MockTransport.drop()
+        MockTransport.refuse()
+
+    policy = RetryPolicy(retry_outcome_unknown=True, max_retries=1, initial_backoff=0.001)
+    async with AsyncVoipNumber("AC1", "token", transport=MockTransport(handler), retry=policy) as c:
+        with pytest.raises(OutcomeUnknownError, match="earlier attempt") as caught:
+            await c.sms.send(FROM, TO, "x")
+
+    assert caught.value.may_have_been_sent is True
+    assert caught.value.attempts == 2
+    assert caught.value.idempotency_key == calls[0] == calls[1]
+
+
+async def test_a_body_holding_half_a_character_is_refused_before_sending() -> None:
+    transport = MockTransport(MockResponse.queued)
+    async with AsyncVoipNumber("AC1", "token", transport=transport) as client:
+        with pytest.raises(InvalidRequestError, match="lone surrogate") as caught:
+            await client.sms.send(FROM, TO, "thanks \ud83d")
+
+    assert caught.value.field == "body"
+    assert transport.requests == []

@@ -23,6 +23,7 @@ from typing import Protocol
 from ._config import LOGGER_NAME, MAX_ANSWER_BYTES, Timeout
 from ._errors import (
     ClientClosedError,
+    OutcomeUnknownError,
     RateLimitError,
     VoipNumberError,
 )
@@ -184,6 +185,8 @@ class Sender:
         connections = self._connections
         started = time.monotonic()
         tries = attempts = 0  # turns taken, and requests made in them
+        earlier_may_have_been_sent = False
+        failure: VoipNumberError | None = None
         while True:
             tries += 1
             try:
@@ -213,10 +216,9 @@ class Sender:
             except VoipNumberError as error:
                 delay = policy.next_wait(error, attempt=tries, elapsed=time.monotonic() - started)
                 if delay is None:
-                    error.attempts = attempts
-                    error.idempotency_key = idempotency_key
-                    logger.debug("send failed after %d attempt(s): %r", attempts, error)
-                    raise
+                    failure = error
+                    break
+                earlier_may_have_been_sent |= error.may_have_been_sent
                 if isinstance(error, RateLimitError):
                     # This request waits out a 429's Retry-After, so every request of the
                     # pacer does: the others would only be refused too. (A 429 raised
@@ -224,6 +226,13 @@ class Sender:
                     pace.rate_limited(error.retry_after)
                 announce_retry(policy, error, attempt=attempts, wait=delay, key=idempotency_key)
                 await asyncio.sleep(delay)
+        if failure is not None:
+            if earlier_may_have_been_sent and not failure.may_have_been_sent:
+                failure = _unknown_after_retries(failure)
+            failure.attempts = attempts
+            failure.idempotency_key = idempotency_key
+            logger.debug("send failed after %d attempt(s): %r", attempts, failure)
+            raise failure
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "sent id=%s status=%s after %d attempt(s) in %.1f ms",
@@ -267,6 +276,20 @@ class Sender:
         finally:
             if watch is not None:
                 watch.on_wire = False
+
+
+def _unknown_after_retries(last: VoipNumberError) -> OutcomeUnknownError:
+    """The error a send ends with when an earlier attempt may have been processed.
+
+    The last attempt surely failed, but the message's outcome is unknown all the same.
+    """
+    return OutcomeUnknownError(
+        "an earlier attempt of this message may have been sent (its outcome was unknown, "
+        "and it was retried with the same idempotency key); the last attempt failed: "
+        f"{last.message}. Send it again only with its idempotency key",
+        http_status=last.http_status,
+        request_id=last.request_id,
+    )
 
 
 def _decode(answer: TransportResponse, watch: SendWatch | None) -> SentMessage:

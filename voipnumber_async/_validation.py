@@ -42,6 +42,17 @@ def check_body(value: object) -> str:
             "body must not be empty or only whitespace: a message needs some text",
             field="body",
         )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        # A lone surrogate (half of an emoji, say, from text cut or decoded badly): no
+        # UTF-8 can carry it, so no request can.
+        raise InvalidRequestError(
+            f"body holds {value[error.start : error.end]!r} at character {error.start}, half "
+            "of a character (a lone surrogate) that no message can carry: fix how the text "
+            "was cut or decoded",
+            field="body",
+        ) from None
     return value
 
 
