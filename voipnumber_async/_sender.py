@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from ._config import LOGGER_NAME, MAX_ANSWER_BYTES, Timeout
 from ._errors import (
@@ -227,12 +227,7 @@ class Sender:
                 announce_retry(policy, error, attempt=attempts, wait=delay, key=idempotency_key)
                 await asyncio.sleep(delay)
         if failure is not None:
-            if earlier_may_have_been_sent and not failure.may_have_been_sent:
-                failure = _unknown_after_retries(failure)
-            failure.attempts = attempts
-            failure.idempotency_key = idempotency_key
-            logger.debug("send failed after %d attempt(s): %r", attempts, failure)
-            raise failure
+            _raise_final(failure, attempts, idempotency_key, earlier_may_have_been_sent)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "sent id=%s status=%s after %d attempt(s) in %.1f ms",
@@ -276,6 +271,24 @@ class Sender:
         finally:
             if watch is not None:
                 watch.on_wire = False
+
+
+def _raise_final(
+    failure: VoipNumberError, attempts: int, idempotency_key: str, earlier_may_have_been_sent: bool
+) -> NoReturn:
+    """Raise the error a send ends with, its attempts and key set."""
+    if earlier_may_have_been_sent and not failure.may_have_been_sent:
+        failure = _unknown_after_retries(failure)
+    failure.attempts = attempts
+    failure.idempotency_key = idempotency_key
+    logger.debug("send failed after %d attempt(s): %r", attempts, failure)
+    try:
+        raise failure
+    finally:
+        # Raised outside the `except`, it should have no context; Python 3.10 still
+        # links the error handled last in the coroutine (the transport's, whose frames
+        # hold the request's headers).
+        failure.__context__ = None
 
 
 def _unknown_after_retries(last: VoipNumberError) -> OutcomeUnknownError:
