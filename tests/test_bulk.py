@@ -121,13 +121,13 @@ async def test_the_rate_limit_holds_without_bursts(
 
     times = sorted(request.received_at for request in sandbox.requests)
     assert len(times) == 150
-    # Within 5% over the run, once each of the 20 workers has its connection: a first
-    # request that opens one reaches the server late, which shortens the measured span
-    # without any burst from the pacer.
+    # Measured once each of the 20 workers has its connection: a first request that
+    # opens one reaches the server late, bunched with the on-time ones after it, with no
+    # burst from the pacer (its turns are evenly spaced from the first).
     steady = times[20:]
-    assert (len(steady) - 1) / (steady[-1] - steady[0]) <= 105
-    for index, start in enumerate(times):  # and over any half second within it
-        in_window = sum(1 for t in times[index:] if t < start + 0.5)
+    assert (len(steady) - 1) / (steady[-1] - steady[0]) <= 105  # within 5% over the run
+    for index, start in enumerate(steady):  # and over any half second within it
+        in_window = sum(1 for t in steady[index:] if t < start + 0.5)
         assert in_window <= 50 * 1.05 + 1
 
 
