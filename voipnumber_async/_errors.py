@@ -15,6 +15,7 @@ VoipNumberError                      .may_have_been_sent on every error
 │   ├── RateLimitError               HTTP 429; .retry_after (seconds or None)
 │   └── ServiceUnavailableError      HTTP 502/503: the request was not processed
 ├── APIConnectionError               could not connect or send: nothing was sent
+├── RedisUnavailableError            a Redis pacer or journal lost Redis: nothing was sent
 ├── OutcomeUnknownError              HTTP 500/504, connection dropped after sending, read timeout
 ├── UnexpectedResponseError          not JSON, or JSON of no known shape: .http_status .excerpt
 └── WebhookError                     an inbound delivery failed a check: .http_status to answer
@@ -54,6 +55,7 @@ __all__ = [
     "OutcomeUnknownError",
     "PayloadTooLargeError",
     "RateLimitError",
+    "RedisUnavailableError",
     "RunStoppedError",
     "ServiceUnavailableError",
     "UnexpectedResponseError",
@@ -212,6 +214,15 @@ class APIConnectionError(VoipNumberError):
     """The request could not be delivered (DNS, refused connection, TLS, connect timeout).
 
     Nothing reached the service, so it is safe to try again.
+    """
+
+
+class RedisUnavailableError(VoipNumberError):
+    """The Redis that a shared pacer or a campaign journal keeps its state in did not answer.
+
+    Nothing was sent: a message is never sent unpaced or unjournaled. The pacer waits
+    for Redis up to its `unavailable_timeout` before raising this; a bulk run stops at
+    it, and a campaign's chunk is retried later, when Redis is back.
     """
 
 
