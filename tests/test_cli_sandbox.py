@@ -16,7 +16,12 @@ from _support import FROM, TO
 from aiohttp import web
 from click.testing import CliRunner
 
-from voipnumber_async import AsyncVoipNumber, OutcomeUnknownError, ServiceUnavailableError
+from voipnumber_async import (
+    AsyncVoipNumber,
+    OutcomeUnknownError,
+    RateLimitError,
+    ServiceUnavailableError,
+)
 from voipnumber_async._cli._group import cli
 from voipnumber_async.sandbox import FAULT_KINDS, INBOUND_TRIGGER_PATH, Sandbox
 
@@ -211,3 +216,18 @@ def test_the_embedded_sandbox_of_bulk_keeps_counts_not_records(
     assert (sandbox.requests, sandbox.messages) == ([], [])
     assert sandbox.remembered_keys == 40
     assert sandbox.error_counts == {}
+
+
+async def test_rate_limit_on_the_command_line_answers_429_past_it(
+    stop_after: list[Running],
+) -> None:
+    sandbox = await start("--rate-limit", "1")
+    stop_after.append(sandbox)
+
+    async with sandbox.client(max_retries=0) as client:
+        await client.sms.send(FROM, TO, "within the limit")
+        with pytest.raises(RateLimitError) as caught:  # 1 a second: the next is early
+            await client.sms.send(FROM, TO, "past it")
+
+    assert caught.value.code == "RATE_LIMITED"
+    assert caught.value.retry_after is not None and caught.value.retry_after >= 1

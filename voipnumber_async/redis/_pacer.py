@@ -187,6 +187,12 @@ class RedisPacer:
                 `unavailable_timeout` seconds; no turn was taken, nothing was sent.
         """
         now = time.monotonic()
+        if self._unwritten_pause:
+            if self._unwritten_pause > now:
+                # Redis was down when the 429 came: the other processes must hear of it.
+                self._start_writing_pause()
+            else:
+                self._unwritten_pause = 0.0  # over before Redis heard of it
         self._refuse_if_paused_beyond(now, max_wait)
         if self._turns and not self._unwritten_pause and self._paused_until <= now:
             start = self._turns.popleft()
@@ -199,7 +205,7 @@ class RedisPacer:
         """A request was answered 429: pause every process on the key for `retry_after`.
 
         The pause is written to Redis at once in the background (only ever lengthening
-        the pause there); if Redis is down, it is written with the next lease. Without
+        the pause there); if Redis is down, again at the next `acquire`. Without
         a `Retry-After` nothing is shared: the shared rate goes on.
         """
         if not retry_after or retry_after <= 0:
@@ -209,9 +215,15 @@ class RedisPacer:
         # Turns leased before the pause would fire into it.
         self._turns.clear()
         self._unwritten_pause = max(self._unwritten_pause, until)
+        self._start_writing_pause()
+
+    def _start_writing_pause(self) -> None:
+        """Write the pause heard here to Redis, in the background, once at a time."""
+        if self._writing:
+            return
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (a sync caller): the next lease writes it
+        except RuntimeError:  # no loop (a sync caller): the next acquire writes it
             return
         task = loop.create_task(self._write_pause())
         self._writing.add(task)

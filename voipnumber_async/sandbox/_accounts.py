@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 import attrs
 
+from ._limits import check_rate_limit
+
 __all__ = [
     "DEMO_ACCOUNT_ID",
     "DEMO_API_TOKEN",
@@ -31,11 +33,18 @@ def _as_tuple(numbers: Iterable[str]) -> tuple[str, ...]:
 
 @attrs.frozen(kw_only=True)
 class SandboxAccount:
-    """An account the sandbox knows: its credentials and the numbers it may send from."""
+    """An account the sandbox knows: its credentials and the numbers it may send from.
+
+    Attributes:
+        rate_limit: Sends a second past which this account is answered 429
+            `RATE_LIMITED` with a `Retry-After` (a smooth limit, 0.1 s of burst); `None`
+            for the sandbox's own `rate_limit`.
+    """
 
     account_id: str
     api_token: str = attrs.field(repr=False)
     numbers: tuple[str, ...] = attrs.field(converter=_as_tuple, default=())
+    rate_limit: float | None = attrs.field(default=None, validator=check_rate_limit)
 
 
 def default_accounts() -> list[SandboxAccount]:

@@ -22,7 +22,13 @@ from aiohttp import hdrs, web
 from .._config import LOGGER_NAME
 from .._models import MessageStatus, SentMessage
 from .._validation import E164
-from .._wire.answers import HEADER_REQUEST_ID, encode_error, encode_send_success, load_json
+from .._wire.answers import (
+    HEADER_REQUEST_ID,
+    HEADER_RETRY_AFTER,
+    encode_error,
+    encode_send_success,
+    load_json,
+)
 from .._wire.codes import ERROR_DESCRIPTIONS, ERROR_HTTP_STATUS
 from .._wire.requests import (
     HEADER_ACCOUNT_ID,
@@ -37,6 +43,7 @@ from ._delivery import deliver, order_delivery
 from ._faults import Fault
 from ._idempotency import key_slot
 from ._inbound import OrderError, read_order
+from ._limits import RATE_LIMITED_BODY
 from ._records import AcceptedMessage, RecordedRequest
 from ._state import SandboxState
 
@@ -109,7 +116,20 @@ class _Handlers:
                 answer = await _apply(fault, request, record)
                 if answer is not None:
                     return answer
-            status, answer_body, record.replayed = _process(state, request, body)
+            try:
+                status, answer_body, record.replayed = _process(state, request, body)
+            except _Throttled as throttled:
+                record.status = 429
+                state.error_counts["RATE_LIMITED"] += 1
+                return web.Response(
+                    status=429,
+                    body=RATE_LIMITED_BODY,
+                    content_type=JSON_CONTENT_TYPE,
+                    headers={
+                        HEADER_REQUEST_ID: _request_id(),
+                        HEADER_RETRY_AFTER: str(throttled.retry_after),
+                    },
+                )
             if fault is not None and fault.after_processing:
                 faulty = await _apply(fault, request, record)
                 if faulty is not None:
@@ -146,6 +166,14 @@ class _Handlers:
         )  # fmt: skip
 
 
+class _Throttled(Exception):
+    """The account is over its rate limit: answer 429 with this `Retry-After`."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
 def _request_id() -> str:
     return f"req_{uuid.uuid4().hex[:16]}"
 
@@ -171,7 +199,11 @@ async def _apply(
 
 
 def _process(state: SandboxState, request: web.Request, body: bytes) -> _Answer:
-    """The normal answer to a send; accepts the message if it is valid."""
+    """The normal answer to a send; accepts the message if it is valid.
+
+    Raises:
+        _Throttled: The account is over its rate limit (checked once it is known).
+    """
     account_id = request.headers.get(HEADER_ACCOUNT_ID, "").strip()
     if not account_id:
         return _refuse(state, "USER_ACCOUNT_MISSING")
@@ -183,6 +215,9 @@ def _process(state: SandboxState, request: web.Request, body: bytes) -> _Answer:
         return _refuse(state, "USER_NOT_FOUND")
     if not token_matches(account, token):
         return _refuse(state, "API_TOKEN_INVALID")
+    limiter = state._limiter(account)
+    if limiter is not None and (retry_after := limiter.take()):
+        raise _Throttled(retry_after)
 
     fields = _message_fields(body)
     key = request.headers.get(HEADER_IDEMPOTENCY_KEY)

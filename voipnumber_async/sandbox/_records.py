@@ -114,6 +114,8 @@ class RecordedRequest:
     """A request as the sandbox received it, and what became of it.
 
     Attributes:
+        received_at: When the sandbox received it, in `time.time()` seconds (the
+            sandbox's wall clock): count the requests of each second with it.
         status: The HTTP status answered, or `None` when the connection was dropped.
         replayed: The answer was a replay of an earlier request with the same key.
         fault: The fault that hit this request, if any.

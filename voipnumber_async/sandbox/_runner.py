@@ -67,9 +67,13 @@ class Sandbox(SandboxState):
         keep_keys: How many of the most recent idempotency keys (and inbound `mdr_id`s)
             it remembers; a key older than that is forgotten, as a real service forgets
             them after a while, and sends again. `None` remembers them all.
+        rate_limit: Sends a second each account may make (a smooth limit with 0.1 s of
+            burst) before it is answered 429 `RATE_LIMITED` with a `Retry-After` of at
+            least 1 s, unprocessed; an account's own `SandboxAccount.rate_limit` wins.
+            `None`: no limit.
 
     Raises:
-        ValueError: `keep` or `keep_keys` is negative.
+        ValueError: `keep` or `keep_keys` is negative, or `rate_limit` not positive.
     """
 
     # Not serving until `start`: class defaults, so that the state's __init__ is the

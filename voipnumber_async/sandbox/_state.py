@@ -14,6 +14,7 @@ from typing import Final, Literal
 from ._accounts import SandboxAccount, default_accounts
 from ._faults import Fault, FaultQueue
 from ._idempotency import IdempotencyStore
+from ._limits import AccountLimiter, check_rate_limit
 from ._records import AcceptedMessage, Delivery, LastDelivery, Recent, RecentMap, RecordedRequest
 
 __all__ = ["DEFAULT_KEEP_KEYS", "SandboxState"]
@@ -37,7 +38,9 @@ class SandboxState:
         webhooks: Mapping[str, str] | None = None,
         keep: int | None = None,
         keep_keys: int | None = DEFAULT_KEEP_KEYS,
+        rate_limit: float | None = None,
     ) -> None:
+        check_rate_limit(self, None, rate_limit)
         _check_bound("keep", keep, "records of each kind kept")
         _check_bound("keep_keys", keep_keys, "keys remembered")
         self.accounts = {
@@ -49,6 +52,10 @@ class SandboxState:
             for number in account.numbers
         }
         self.envelope = envelope
+        #: Sends a second per account (unless the account has its own) before 429s.
+        self.rate_limit = rate_limit
+        # Each limited account's limiter, made at its first send.
+        self._limiters: dict[str, AccountLimiter] = {}
         self.record = record
         self.keep = keep
         self.keep_keys = keep_keys
@@ -79,6 +86,16 @@ class SandboxState:
         #: Requests hit by each injected fault.
         self.fault_counts: Counter[Fault] = Counter()
 
+    def _limiter(self, account: SandboxAccount) -> AccountLimiter | None:
+        """`account`'s rate limiter, or None when it has no limit."""
+        limiter = self._limiters.get(account.account_id)
+        if limiter is None:
+            rate = account.rate_limit if account.rate_limit is not None else self.rate_limit
+            if rate is None:
+                return None
+            limiter = self._limiters[account.account_id] = AccountLimiter(rate)
+        return limiter
+
     def inject(self, *faults: Fault) -> None:
         """Queue faults; each hits the next `fault.times` requests, in order."""
         self._faults.add(*faults)
@@ -107,6 +124,7 @@ class SandboxState:
         self._faults.clear()
         self._answers.clear()
         self._inbound.clear()
+        self._limiters.clear()
 
     def messages_by_key(self) -> dict[str | None, list[AcceptedMessage]]:
         """Accepted messages grouped by idempotency key: a key with two is a duplicate.

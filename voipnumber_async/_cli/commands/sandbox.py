@@ -73,8 +73,22 @@ def _parse_faults(
     f"checked in order); KIND is one of {', '.join(FAULT_KINDS)}. "
     "Such as outcome_unknown:0.1.",
 )
-def sandbox_command(
-    host: str, port: int, envelope: str, webhooks: tuple[str, ...], faults: tuple[Fault, ...]
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="N",
+    help="Answer an account's sends past N a second 429 RATE_LIMITED with a Retry-After "
+    "(a smooth limit with 0.1 s of burst). Default: no limit.",
+)
+def sandbox_command(  # click passes every option by keyword
+    *,
+    host: str,
+    port: int,
+    envelope: str,
+    webhooks: tuple[str, ...],
+    faults: tuple[Fault, ...],
+    rate_limit: float | None,
 ) -> None:
     """Run the sandbox service until Ctrl-C, for clients in other processes."""
     logging.getLogger("voipnumber.sandbox").setLevel(logging.INFO)
@@ -87,6 +101,7 @@ def sandbox_command(
         webhooks=_parse_webhooks(webhooks),
         record=False,
         keep=0,
+        rate_limit=rate_limit,
     )
     sandbox.inject(*faults)
 
