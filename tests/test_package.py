@@ -12,6 +12,7 @@ from _support import FIXTURES, REPO
 
 import voipnumber_async
 import voipnumber_sync
+from voipnumber_async import redis as redis_package
 from voipnumber_async import sandbox
 
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -22,7 +23,7 @@ def test_both_packages_are_typed() -> None:
         assert (Path(package.__file__).parent / "py.typed").exists()
 
 
-@pytest.mark.parametrize("module", [voipnumber_async, voipnumber_sync, sandbox])
+@pytest.mark.parametrize("module", [voipnumber_async, voipnumber_sync, sandbox, redis_package])
 def test_every_public_name_is_exported_and_documented(module: object) -> None:
     for name in module.__all__:  # type: ignore[attr-defined]
         value = getattr(module, name)

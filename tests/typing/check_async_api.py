@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from voipnumber_async import (
     VoipNumberError,
     estimate_segments,
 )
+from voipnumber_async.redis import RedisPacer, pacer_key
 from voipnumber_async.sandbox import Fault, Sandbox
 
 
@@ -63,3 +65,13 @@ async def sandbox() -> None:
 
 def segments() -> None:
     assert_type(estimate_segments("x"), SegmentEstimate)
+
+
+async def shared_rate() -> None:
+    pacer = RedisPacer("redis://localhost:6379/0", rate=50, key=pacer_key("acct"))
+    async with pacer, AsyncVoipNumber(pacer=pacer) as client:
+        await client.sms.send("+447445459147", "+447483866525", "x")
+    assert_type(pacer.paused_for(), float)
+    assert_type(pacer.acquire(max_wait=1.0), Awaitable[None] | None)
+    async with Sandbox(rate_limit=10) as running:
+        assert_type(running.rate_limit, float | None)
