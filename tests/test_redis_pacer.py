@@ -258,3 +258,24 @@ async def test_clients_sharing_a_pacer_below_the_limit_meet_no_429(
     received = sorted(request.received_at for request in sandbox.requests)
     busiest = max(sum(1 for t in received if start <= t < start + 1) for start in received)
     assert busiest <= math.ceil(rate * 1.1) + 1
+
+
+async def test_turns_leased_before_an_idle_spell_are_not_spent_as_a_burst(
+    pacers: Callable[..., RedisPacer],
+) -> None:
+    pacer = pacers(rate=100, lease=10)
+    await take(pacer)  # nine more turns of this lease, 10 ms apart, left unused
+    await asyncio.sleep(0.3)
+    starts = [await take(pacer) for _ in range(6)]
+    assert starts[-1] - starts[0] >= 0.95 * 5 / 100  # evenly spaced, not all at once
+
+
+async def test_it_can_be_used_again_from_another_event_loop(redis_url: str) -> None:
+    pacer = RedisPacer(redis_url, rate=1000, key=KEY)
+
+    async def burst() -> None:
+        await asyncio.gather(*(take(pacer) for _ in range(30)))  # contends for a lease
+        await pacer.aclose()
+
+    await burst()
+    await asyncio.to_thread(asyncio.run, burst())

@@ -44,6 +44,9 @@ _BACKOFF_MAX_S: Final = 2.0
 #: The least time one attempt is given, even past the deadline: a Redis that is up
 #: answers in well under a millisecond.
 _ATTEMPT_MIN_S: Final = 0.05
+#: A leased turn not handed out this long after its time is dropped: a process back
+#: from idling must not spend its old turns at once, as a burst.
+_STALE_S: Final = 0.05
 
 # KEYS: the TAT key, the pause key. ARGV: microseconds between turns, turns to take (0:
 # none), microseconds to pause for (0: no pause to set). Returns, in microseconds from
@@ -194,6 +197,7 @@ class RedisPacer:
             else:
                 self._unwritten_pause = 0.0  # over before Redis heard of it
         self._refuse_if_paused_beyond(now, max_wait)
+        self._drop_stale_turns(now)
         if self._turns and not self._unwritten_pause and self._paused_until <= now:
             start = self._turns.popleft()
             if start <= now:
@@ -236,6 +240,9 @@ class RedisPacer:
         for task in list(self._writing):
             task.cancel()
         self._turns.clear()
+        # A lock is bound to the loop it was first contended on: the pacer may be used
+        # again from another (a new `asyncio.run`).
+        self._leasing = asyncio.Lock()
         client, self._redis = self._redis, None
         if client is not None and self._owned:
             await client.aclose()
@@ -269,6 +276,11 @@ class RedisPacer:
                 http_status=429,
             )
 
+    def _drop_stale_turns(self, now: float) -> None:
+        turns = self._turns
+        while turns and turns[0] < now - _STALE_S:
+            turns.popleft()
+
     async def _wait_for_turn(self, start: float, max_wait: float | None) -> None:
         await asyncio.sleep(start - time.monotonic())
         if self._paused_until > time.monotonic():
@@ -284,6 +296,7 @@ class RedisPacer:
             if self._paused_until > now:
                 await asyncio.sleep(self._paused_until - now)
                 continue
+            self._drop_stale_turns(now)
             if self._turns and not self._unwritten_pause:
                 start = self._turns.popleft()
                 if start > now:
