@@ -102,7 +102,10 @@ class RedisPacer:
     up to 2 s) and raises `RedisUnavailableError` after `unavailable_timeout`; once
     Redis is back, pacing resumes, even if it lost its keys.
 
-    Usable after `aclose()`: it reconnects when next asked for a turn.
+    Usable after `aclose()`: it reconnects when next asked for a turn, on the event
+    loop then running. Between `aclose()`s, use it from one event loop: its connection
+    and its lock belong to the loop they were first used on (a worker that runs each
+    task in an `asyncio.run` of its own closes the pacer at the end of each).
 
     Args:
         redis: A `redis://` URL (the pacer's own connection, closed by `aclose()`) or
