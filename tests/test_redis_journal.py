@@ -237,15 +237,17 @@ async def test_two_chunks_with_offsets_make_one_campaign(
     client: AsyncVoipNumber, sandbox: Sandbox, redis_url: str
 ) -> None:
     campaign = messages(200)
+    other_client = redis.asyncio.Redis.from_url(redis_url)  # as another process's
     async with (
         RedisJournal(redis_url, CAMPAIGN, offset=0) as first,
-        RedisJournal(redis.asyncio.Redis.from_url(redis_url), CAMPAIGN, offset=100) as second,
+        RedisJournal(other_client, CAMPAIGN, offset=100) as second,
     ):
         await first.declare(total=200)
         await run(client, first, campaign[:100])
         await run(client, second, campaign[100:])
         status = await first.status()
         outcomes = await first.outcomes(0, 201)
+    await other_client.aclose()
 
     assert (status.sent, status.remaining, status.done) == (200, 0, True)
     assert outcomes == ["sent"] * 200 + ["new"]
