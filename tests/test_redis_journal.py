@@ -465,3 +465,12 @@ async def test_other_campaigns_are_separate(client: AsyncVoipNumber, redis_url: 
         await run(client, first, messages(3))
         await run(client, second, messages(3, prefix="other"))  # no mismatch: its own
         assert ((await first.status()).sent, (await second.status()).sent) == (3, 3)
+
+
+async def test_a_closed_journal_reconnects_when_used_again(redis_url: str) -> None:
+    journal = RedisJournal(redis_url, CAMPAIGN)
+    await journal.reserve(0, messages(1))
+    await journal.aclose()
+    await journal.aclose()  # twice is harmless
+    assert await journal.outcomes(0, 1) == ["reserved"]
+    await journal.aclose()
