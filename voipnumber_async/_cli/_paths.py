@@ -9,7 +9,7 @@ from typing import Final
 
 import click
 
-__all__ = ["check_paths"]
+__all__ = ["check_paths", "check_writable"]
 
 #: Why two of the command's paths must differ, by (the later option, the earlier one).
 _CLASHES: Final[Mapping[tuple[str, str], str]] = {
@@ -47,9 +47,9 @@ def check_paths(file: str, *, results: str | None, journal: str | None) -> None:
                 f"{second} {other} is the same file as {first}: {_CLASHES[second, first]}"
             )
     if results is not None:
-        _check_writable("--results", results)
+        check_writable("--results", results)
     if journal is not None:
-        _check_writable("--journal", journal, directory_too=True)
+        check_writable("--journal", journal, directory_too=True)
 
 
 def _same_file(first: str, second: str) -> bool:
@@ -61,7 +61,7 @@ def _same_file(first: str, second: str) -> bool:
         return False
 
 
-def _check_writable(option: str, path: str, *, directory_too: bool = False) -> None:
+def check_writable(option: str, path: str, *, directory_too: bool = False) -> None:
     """Refuse `path` unless it can be written (and created, if it does not exist).
 
     `directory_too`: the directory must be writable even if the file exists (SQLite
