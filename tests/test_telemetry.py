@@ -458,3 +458,13 @@ asyncio.run(main())
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "queued"
+
+
+def test_the_fast_check_agrees_with_the_apis_own_getters(monkeypatch: pytest.MonkeyPatch) -> None:
+    # _configured reads the API's globals, not its getters (which read os.environ).
+    assert _telemetry._configured() is _telemetry._configured_by_the_api() is False
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", TracerProvider())
+    assert _telemetry._configured() is _telemetry._configured_by_the_api() is True
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", MeterProvider())
+    assert _telemetry._configured() is _telemetry._configured_by_the_api() is True

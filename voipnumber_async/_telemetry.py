@@ -25,6 +25,7 @@ webhook secret or a message body; phone numbers only with
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,11 +51,23 @@ else:
 #: without a provider is a no-op anyway).
 _PROXY_METER_PROVIDERS: tuple[type, ...] = ()
 try:
+    from opentelemetry.metrics import _internal as _metrics_internal
     from opentelemetry.metrics._internal import _ProxyMeterProvider
 except ImportError:  # pragma: no cover - the API is absent, or its private layout moved
-    pass
+    _FAST_CHECK = False
 else:
     _PROXY_METER_PROVIDERS = (_ProxyMeterProvider,)
+    # The API keeps the providers an application set in these two globals. Reading them
+    # costs two attribute loads; its public getters read os.environ on every call while
+    # nothing is set (about 1 µs each), which is most of what a send would pay here.
+    _FAST_CHECK = hasattr(trace, "_TRACER_PROVIDER") and hasattr(
+        _metrics_internal, "_METER_PROVIDER"
+    )
+
+#: Providers named by environment variable are loaded by the API's getters, on first
+#: use: with one set, ask the getters.
+_PROVIDER_VARIABLES: Final = ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+_PROVIDERS_FROM_ENV: Final = any(name in os.environ for name in _PROVIDER_VARIABLES)
 
 __all__ = [
     "AVAILABLE",
@@ -159,6 +172,16 @@ def _configured() -> bool:
     """
     if not AVAILABLE:
         return False
+    if _FAST_CHECK:
+        if trace._TRACER_PROVIDER is not None or _metrics_internal._METER_PROVIDER is not None:
+            return True
+        if not _PROVIDERS_FROM_ENV:
+            return False
+    return _configured_by_the_api()
+
+
+def _configured_by_the_api() -> bool:
+    """The same question asked through the API's public getters (which load env providers)."""
     if not isinstance(trace.get_tracer_provider(), ProxyTracerProvider):
         return True
     return not isinstance(metrics.get_meter_provider(), _PROXY_METER_PROVIDERS)
