@@ -52,6 +52,7 @@ from _harness import (
 
 from voipnumber_async import AsyncVoipNumber, _telemetry
 from voipnumber_async.sandbox import Sandbox
+from voipnumber_async.testing import MockResponse, MockTransport
 
 HOST = "127.0.0.1"
 TARGET_API = 0.98
@@ -107,7 +108,35 @@ def install_sdk() -> None:
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
 
 
-async def client(mode: str, base_url: str, messages: int, concurrency: int, warmup: int) -> None:
+async def send_pool(client: AsyncVoipNumber, count: int, concurrency: int) -> None:
+    """`count` sends by `concurrency` tasks pulling from one shared counter."""
+    counter = iter(range(count))
+
+    async def worker() -> None:
+        for _ in counter:
+            await client.sms.send(FROM, TO, TEXT)
+
+    await run_workers(worker() for _ in range(min(concurrency, count)))
+
+
+async def instant_cpu_us(sends: int, concurrency: int) -> float:
+    """CPU µs per send through a transport that answers at once: the SDK's code alone.
+
+    No socket and no server, so the machine's other load moves this figure far less
+    than the throughput: it is what the instrumentation adds, undiluted.
+    """
+    transport = MockTransport(MockResponse.queued)
+    async with AsyncVoipNumber("demo-account", "demo-token", transport=transport) as sdk:
+        await send_pool(sdk, min(sends, 1_000), concurrency)  # warm-up
+        gc.collect()
+        cpu0 = time.process_time()
+        await send_pool(sdk, sends, concurrency)
+        return (time.process_time() - cpu0) / sends * 1e6
+
+
+async def client(
+    mode: str, base_url: str, messages: int, concurrency: int, warmup: int, instant: int
+) -> None:
     """One configuration's round: print its figures as JSON on stdout."""
     if mode == "sdk":
         install_sdk()  # after voipnumber_async's import: the globals are looked up per send
@@ -118,22 +147,13 @@ async def client(mode: str, base_url: str, messages: int, concurrency: int, warm
     async with AsyncVoipNumber(
         "demo-account", "demo-token", base_url=base_url, max_connections=concurrency
     ) as sdk:
-
-        async def pool(count: int) -> None:
-            counter = iter(range(count))
-
-            async def worker() -> None:
-                for _ in counter:
-                    await sdk.sms.send(FROM, TO, TEXT)
-
-            await run_workers(worker() for _ in range(min(concurrency, count)))
-
-        await pool(warmup)
+        await send_pool(sdk, warmup, concurrency)
         gc.collect()
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        await pool(messages)
+        await send_pool(sdk, messages, concurrency)
         wall1, cpu1 = time.perf_counter(), time.process_time()
-    print(json.dumps({"wall_s": wall1 - wall0, "cpu_s": cpu1 - cpu0}))
+    instant_us = await instant_cpu_us(instant, concurrency)
+    print(json.dumps({"wall_s": wall1 - wall0, "cpu_s": cpu1 - cpu0, "instant_us": instant_us}))
 
 
 #: Runs this script with `import opentelemetry` failing, as where the API is not
@@ -144,9 +164,18 @@ WITHOUT_OPENTELEMETRY = (
 )
 
 
-def one_round(mode: str, base_url: str, args: argparse.Namespace) -> Round:
+class TelemetryRound(Round):
+    """A round against the sandbox, and the CPU per send through an instant transport."""
+
+    def __init__(self, messages: int, wall_s: float, cpu_s: float, instant_us: float) -> None:
+        super().__init__(messages, wall_s, cpu_s)
+        self.instant_us = instant_us
+
+
+def one_round(mode: str, base_url: str, args: argparse.Namespace) -> TelemetryRound:
     argv = [__file__, "--client", mode, base_url, f"--messages={args.messages}"]
     argv += [f"--concurrency={args.concurrency}", f"--warmup={args.warmup}"]
+    argv += [f"--instant={args.instant}"]
     if mode == "none":
         bootstrap = WITHOUT_OPENTELEMETRY.format(
             folder=str(Path(__file__).parent), argv=argv, script=__file__
@@ -158,7 +187,7 @@ def one_round(mode: str, base_url: str, args: argparse.Namespace) -> Round:
     if result.returncode != 0:
         raise BenchmarkError(f"the {mode} client failed:\n{result.stderr}")
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    return Round(args.messages, figures["wall_s"], figures["cpu_s"])
+    return TelemetryRound(args.messages, figures["wall_s"], figures["cpu_s"], figures["instant_us"])
 
 
 def main(args: argparse.Namespace) -> None:
@@ -169,12 +198,16 @@ def main(args: argparse.Namespace) -> None:
         f"configuration in a fresh process after {args.warmup:,} warm-up sends"
     )
     command = [sys.executable, __file__, "--serve"]
-    results: dict[str, list[Round]] = {mode: [] for mode in MODES}
+    results: dict[str, list[TelemetryRound]] = {mode: [] for mode in MODES}
     with sandbox_process(lambda port: [*command, str(port)]) as (base_url, _):
         for n, order in enumerate(rotations(args.rounds, MODES)):
             for mode in order:
                 results[mode].append(one_round(mode, base_url, args))
                 print_round(n + 1, mode, 4, results[mode][-1], busy=False)
+                instant = results[mode][-1].instant_us
+                print(
+                    f"          {mode:<4} through an instant transport: {instant:.1f} CPU µs/send"
+                )
     print()
     names = {"none": "no opentelemetry", "api": "API, no SDK", "sdk": "SDK, batch spans"}
     print_throughput_table([(names[mode], results[mode]) for mode in MODES])
@@ -185,11 +218,25 @@ def main(args: argparse.Namespace) -> None:
         f"  {'SDK batch / none':<24} {statistics.median(paired):.3f}  median of the rounds' "
         f"ratios ({' '.join(f'{r:.3f}' for r in paired)}); printed, no target"
     )
-    cpu = {mode: statistics.median(r.cpu_us_per_message for r in results[mode]) for mode in MODES}
+    for label, attribute in (
+        ("client CPU per send, against the sandbox", "cpu_us_per_message"),
+        ("CPU per send, instant transport (the SDK's code alone)", "instant_us"),
+    ):
+        cpu = {
+            mode: statistics.median(getattr(r, attribute) for r in results[mode]) for mode in MODES
+        }
+        print(
+            f"  {label} (medians): none {cpu['none']:.1f} µs, API {cpu['api']:.1f} µs "
+            f"({cpu['api'] - cpu['none']:+.1f}), SDK {cpu['sdk']:.1f} µs "
+            f"({cpu['sdk'] - cpu['none']:+.1f})"
+        )
+    cpu_ratio = [
+        b.cpu_us_per_message / a.cpu_us_per_message
+        for a, b in zip(results["api"], results["none"], strict=True)
+    ]
     print(
-        f"  client CPU per send (medians): none {cpu['none']:.1f} µs, API {cpu['api']:.1f} µs "
-        f"({cpu['api'] - cpu['none']:+.1f}), SDK {cpu['sdk']:.1f} µs "
-        f"({cpu['sdk'] - cpu['none']:+.1f})"
+        f"  {'API no SDK / none, CPU':<24} {statistics.median(cpu_ratio):.3f}  median of the "
+        "rounds' ratios of client CPU per send (none / API): the client-bound throughput ratio"
     )
 
 
@@ -199,12 +246,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=50, help="tasks (and connections)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of each configuration")
     parser.add_argument("--warmup", type=int, default=1_000, help="untimed sends first")
+    parser.add_argument(
+        "--instant", type=int, default=20_000, help="sends through an instant transport"
+    )
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--client", nargs=2, metavar=("MODE", "URL"), help=argparse.SUPPRESS)
     add_cores_option(parser)
     args = parser.parse_args(argv)
-    if min(args.messages, args.concurrency, args.rounds, args.warmup) < 1:
-        parser.error("--messages, --concurrency, --rounds and --warmup must be at least 1")
+    if min(args.messages, args.concurrency, args.rounds, args.warmup, args.instant) < 1:
+        parser.error("--messages, --concurrency, --rounds, --warmup, --instant must be >= 1")
     return args
 
 
@@ -214,6 +264,11 @@ if __name__ == "__main__":
         asyncio.run(serve(arguments.serve))
     elif arguments.client:
         mode, url = arguments.client
-        asyncio.run(client(mode, url, arguments.messages, arguments.concurrency, arguments.warmup))
+        asyncio.run(
+            client(
+                mode, url, arguments.messages, arguments.concurrency, arguments.warmup,
+                arguments.instant,
+            )
+        )  # fmt: skip
     else:
         main(arguments)
