@@ -4,10 +4,10 @@ The requirement (issue 13): with the OpenTelemetry API installed and no SDK conf
 send throughput is at least 0.98x that without OpenTelemetry at all; with the SDK and a
 batch span processor, the figure is printed.
 
-A sandbox runs in a process of its own (`--serve PORT`), on cores of its own by default
-(`--cores`). Each round runs one client process per configuration (`--client MODE`),
-in rotating order, each sending `--messages` messages with `client.sms.send` from
-`--concurrency` tasks after a warm-up, and printing its rate and its CPU per send:
+A sandbox runs in a process of its own (`--serve PORT`), on a core of its own by default
+(`--cores`). Each configuration runs in a client process of its own (`--client MODE`),
+kept running and asked for one round at a time, so that the configurations' rounds
+alternate a second or two apart (in rotating order) on a machine whose speed drifts:
 
 - `none`: `opentelemetry` made unimportable (as without the `otel` extra): `_telemetry`
   is its no-op self;
@@ -16,10 +16,13 @@ in rotating order, each sending `--messages` messages with `client.sms.send` fro
   drops what it is given, and a meter provider with a periodic reader likewise: every
   span and measurement is made and handed over, nothing is written.
 
-The ratio held to target is the median of each round's own ratio (processes run back
-to back, on the machine as it was then). It asserts nothing about time.
+A round of a configuration is `--messages` sends with `client.sms.send` from
+`--concurrency` tasks to the sandbox, then `--instant` sends through a transport that
+answers at once (no socket, no server: the SDK's code alone, its CPU per send). The
+ratio held to target is the median of the rounds' own throughput ratios against the
+sandbox. It asserts nothing about time.
 
-    python benchmarks/bench_telemetry.py [--messages 10000] [--concurrency 50] [--rounds 5]
+    python benchmarks/bench_telemetry.py [--messages 5000] [--concurrency 50] [--rounds 15]
 """
 
 from __future__ import annotations
@@ -119,41 +122,44 @@ async def send_pool(client: AsyncVoipNumber, count: int, concurrency: int) -> No
     await run_workers(worker() for _ in range(min(concurrency, count)))
 
 
-async def instant_cpu_us(sends: int, concurrency: int) -> float:
-    """CPU µs per send through a transport that answers at once: the SDK's code alone.
+async def timed(client: AsyncVoipNumber, count: int, concurrency: int) -> tuple[float, float]:
+    """Wall and CPU seconds of `count` sends."""
+    gc.collect()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    await send_pool(client, count, concurrency)
+    return time.perf_counter() - wall0, time.process_time() - cpu0
 
-    No socket and no server, so the machine's other load moves this figure far less
-    than the throughput: it is what the instrumentation adds, undiluted.
+
+async def client(mode: str, base_url: str, concurrency: int, warmup: int) -> None:
+    """One configuration, kept running: each line on stdin asks for a round.
+
+    `sandbox N` sends N messages to the sandbox; `instant N` sends N through a
+    transport that answers at once (no socket, no server: the SDK's code alone, which
+    the machine's other load moves far less). Each answer is a JSON line on stdout.
+    Kept running between rounds so that the configurations' rounds can alternate
+    closely, a second or two apart, on a machine whose speed drifts.
     """
-    transport = MockTransport(MockResponse.queued)
-    async with AsyncVoipNumber("demo-account", "demo-token", transport=transport) as sdk:
-        await send_pool(sdk, min(sends, 1_000), concurrency)  # warm-up
-        gc.collect()
-        cpu0 = time.process_time()
-        await send_pool(sdk, sends, concurrency)
-        return (time.process_time() - cpu0) / sends * 1e6
-
-
-async def client(
-    mode: str, base_url: str, messages: int, concurrency: int, warmup: int, instant: int
-) -> None:
-    """One configuration's round: print its figures as JSON on stdout."""
     if mode == "sdk":
         install_sdk()  # after voipnumber_async's import: the globals are looked up per send
     if (mode != "none") != _telemetry.AVAILABLE:
         raise BenchmarkError(f"{mode}: opentelemetry importable is {_telemetry.AVAILABLE}")
     if (_telemetry.start_send("x", None, None) is not None) != (mode == "sdk"):
         raise BenchmarkError(f"{mode}: telemetry recording does not match the mode")
-    async with AsyncVoipNumber(
-        "demo-account", "demo-token", base_url=base_url, max_connections=concurrency
-    ) as sdk:
-        await send_pool(sdk, warmup, concurrency)
-        gc.collect()
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        await send_pool(sdk, messages, concurrency)
-        wall1, cpu1 = time.perf_counter(), time.process_time()
-    instant_us = await instant_cpu_us(instant, concurrency)
-    print(json.dumps({"wall_s": wall1 - wall0, "cpu_s": cpu1 - cpu0, "instant_us": instant_us}))
+    credentials = ("demo-account", "demo-token")
+    instant = MockTransport(MockResponse.queued)
+    async with (
+        AsyncVoipNumber(*credentials, base_url=base_url, max_connections=concurrency) as remote,
+        AsyncVoipNumber(*credentials, transport=instant) as local,
+    ):
+        clients = {"sandbox": remote, "instant": local}
+        for each in clients.values():
+            await send_pool(each, warmup, concurrency)
+        print("ready", flush=True)
+        # Blocking reads: between rounds this process has nothing else to do.
+        for line in sys.stdin:
+            kind, count = line.split()
+            wall_s, cpu_s = await timed(clients[kind], int(count), concurrency)
+            print(json.dumps({"wall_s": wall_s, "cpu_s": cpu_s}), flush=True)
 
 
 #: Runs this script with `import opentelemetry` failing, as where the API is not
@@ -164,90 +170,109 @@ WITHOUT_OPENTELEMETRY = (
 )
 
 
-class TelemetryRound(Round):
-    """A round against the sandbox, and the CPU per send through an instant transport."""
+class Client:
+    """One configuration's client process, asked for one round at a time."""
 
-    def __init__(self, messages: int, wall_s: float, cpu_s: float, instant_us: float) -> None:
-        super().__init__(messages, wall_s, cpu_s)
-        self.instant_us = instant_us
-
-
-def one_round(mode: str, base_url: str, args: argparse.Namespace) -> TelemetryRound:
-    argv = [__file__, "--client", mode, base_url, f"--messages={args.messages}"]
-    argv += [f"--concurrency={args.concurrency}", f"--warmup={args.warmup}"]
-    argv += [f"--instant={args.instant}"]
-    if mode == "none":
-        bootstrap = WITHOUT_OPENTELEMETRY.format(
-            folder=str(Path(__file__).parent), argv=argv, script=__file__
+    def __init__(self, mode: str, base_url: str, args: argparse.Namespace) -> None:
+        self.mode = mode
+        argv = [__file__, "--client", mode, base_url]
+        argv += [f"--concurrency={args.concurrency}", f"--warmup={args.warmup}"]
+        if mode == "none":
+            bootstrap = WITHOUT_OPENTELEMETRY.format(
+                folder=str(Path(__file__).parent), argv=argv, script=__file__
+            )
+            command = [sys.executable, "-c", bootstrap]
+        else:
+            command = [sys.executable, *argv]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
-        command = [sys.executable, "-c", bootstrap]
-    else:
-        command = [sys.executable, *argv]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-    if result.returncode != 0:
-        raise BenchmarkError(f"the {mode} client failed:\n{result.stderr}")
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
-    return TelemetryRound(args.messages, figures["wall_s"], figures["cpu_s"], figures["instant_us"])
+        self._read()  # "ready": warmed up
+
+    def _read(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise BenchmarkError(f"the {self.mode} client exited ({self.process.wait()})")
+        return line
+
+    def round(self, kind: str, count: int) -> Round:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{kind} {count}\n")
+        self.process.stdin.flush()
+        figures = json.loads(self._read())
+        return Round(count, figures["wall_s"], figures["cpu_s"])
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(30)
 
 
 def main(args: argparse.Namespace) -> None:
     cores = place_on_cores(args.cores)  # the client processes inherit this one's cores
     print(f"{banner('bench_telemetry')}; {cores}")
     print(
-        f"  {args.messages:,} sends per round at concurrency {args.concurrency}, each "
-        f"configuration in a fresh process after {args.warmup:,} warm-up sends"
+        f"  per round and configuration: {args.messages:,} sends to the sandbox at concurrency "
+        f"{args.concurrency}, then {args.instant:,} through an instant transport; one client "
+        f"process per configuration, warmed up by {args.warmup:,} sends of each kind"
     )
     command = [sys.executable, __file__, "--serve"]
-    results: dict[str, list[TelemetryRound]] = {mode: [] for mode in MODES}
+    sandbox: dict[str, list[Round]] = {mode: [] for mode in MODES}
+    instant: dict[str, list[Round]] = {mode: [] for mode in MODES}
     with sandbox_process(lambda port: [*command, str(port)]) as (base_url, _):
-        for n, order in enumerate(rotations(args.rounds, MODES)):
-            for mode in order:
-                results[mode].append(one_round(mode, base_url, args))
-                print_round(n + 1, mode, 4, results[mode][-1], busy=False)
-                instant = results[mode][-1].instant_us
-                print(
-                    f"          {mode:<4} through an instant transport: {instant:.1f} CPU µs/send"
-                )
-    print()
+        clients = {mode: Client(mode, base_url, args) for mode in MODES}
+        try:
+            for n, order in enumerate(rotations(args.rounds, MODES)):
+                for mode in order:
+                    sandbox[mode].append(clients[mode].round("sandbox", args.messages))
+                    instant[mode].append(clients[mode].round("instant", args.instant))
+                    print_round(n + 1, mode, 4, sandbox[mode][-1], busy=False)
+        finally:
+            for each in clients.values():
+                each.close()
+    report(sandbox, instant)
+
+
+def report(sandbox: dict[str, list[Round]], instant: dict[str, list[Round]]) -> None:
     names = {"none": "no opentelemetry", "api": "API, no SDK", "sdk": "SDK, batch spans"}
-    print_throughput_table([(names[mode], results[mode]) for mode in MODES])
+    print("\nAgainst the sandbox (another process, on its own core)")
+    print_throughput_table([(names[mode], sandbox[mode]) for mode in MODES])
     print()
-    report_ratio("API no SDK / none", results["api"], results["none"], TARGET_API)
-    paired = [a.rate / b.rate for a, b in zip(results["sdk"], results["none"], strict=True)]
-    print(
-        f"  {'SDK batch / none':<24} {statistics.median(paired):.3f}  median of the rounds' "
-        f"ratios ({' '.join(f'{r:.3f}' for r in paired)}); printed, no target"
-    )
-    for label, attribute in (
-        ("client CPU per send, against the sandbox", "cpu_us_per_message"),
-        ("CPU per send, instant transport (the SDK's code alone)", "instant_us"),
-    ):
-        cpu = {
-            mode: statistics.median(getattr(r, attribute) for r in results[mode]) for mode in MODES
-        }
+    report_ratio("API no SDK / none", sandbox["api"], sandbox["none"], TARGET_API)
+    print_paired("SDK batch / none", sandbox["sdk"], sandbox["none"])
+    print("\nThrough a transport that answers at once (the SDK's code alone)")
+    print_throughput_table([(names[mode], instant[mode]) for mode in MODES])
+    print()
+    print_paired("API no SDK / none", instant["api"], instant["none"])
+    print_paired("SDK batch / none", instant["sdk"], instant["none"])
+    print()
+    for label, rounds in (("sandbox", sandbox), ("instant", instant)):
+        cpu = {m: statistics.median(r.cpu_us_per_message for r in rounds[m]) for m in MODES}
         print(
-            f"  {label} (medians): none {cpu['none']:.1f} µs, API {cpu['api']:.1f} µs "
-            f"({cpu['api'] - cpu['none']:+.1f}), SDK {cpu['sdk']:.1f} µs "
-            f"({cpu['sdk'] - cpu['none']:+.1f})"
+            f"  CPU per send, {label} (medians): none {cpu['none']:.1f} µs, "
+            f"API {cpu['api']:.1f} µs ({cpu['api'] - cpu['none']:+.1f}), "
+            f"SDK {cpu['sdk']:.1f} µs ({cpu['sdk'] - cpu['none']:+.1f})"
         )
-    cpu_ratio = [
-        b.cpu_us_per_message / a.cpu_us_per_message
-        for a, b in zip(results["api"], results["none"], strict=True)
-    ]
+
+
+def print_paired(label: str, ours: list[Round], theirs: list[Round]) -> None:
+    """The median of the rounds' own throughput ratios, printed without a target."""
+    paired = [a.rate / b.rate for a, b in zip(ours, theirs, strict=True)]
     print(
-        f"  {'API no SDK / none, CPU':<24} {statistics.median(cpu_ratio):.3f}  median of the "
-        "rounds' ratios of client CPU per send (none / API): the client-bound throughput ratio"
+        f"  {label:<24} {statistics.median(paired):.3f}  median of the rounds' ratios "
+        f"({' '.join(f'{r:.3f}' for r in paired)})"
     )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=10_000, help="sends per round")
+    parser.add_argument("--messages", type=int, default=5_000, help="sandbox sends per round")
     parser.add_argument("--concurrency", type=int, default=50, help="tasks (and connections)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of each configuration")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds of each configuration")
     parser.add_argument("--warmup", type=int, default=1_000, help="untimed sends first")
     parser.add_argument(
-        "--instant", type=int, default=20_000, help="sends through an instant transport"
+        "--instant", type=int, default=10_000, help="instant-transport sends per round"
     )
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--client", nargs=2, metavar=("MODE", "URL"), help=argparse.SUPPRESS)
@@ -264,11 +289,6 @@ if __name__ == "__main__":
         asyncio.run(serve(arguments.serve))
     elif arguments.client:
         mode, url = arguments.client
-        asyncio.run(
-            client(
-                mode, url, arguments.messages, arguments.concurrency, arguments.warmup,
-                arguments.instant,
-            )
-        )  # fmt: skip
+        asyncio.run(client(mode, url, arguments.concurrency, arguments.warmup))
     else:
         main(arguments)

@@ -286,6 +286,12 @@ async def test_a_bulk_run_left_early_ends_its_span_with_the_summary_so_far(
     attributes = otel.span("voipnumber.sms.send_many").attributes or {}
     assert attributes["voipnumber.bulk.results"] >= 1  # type: ignore[operator]
     assert attributes["voipnumber.bulk.results"] < 1000  # type: ignore[operator]
+    # The sends the stop cut short are not failures of their messages.
+    outcomes = {
+        (s.attributes or {})["voipnumber.outcome"] for s in otel.spans("voipnumber.sms.send")
+    }
+    assert outcomes <= {"sent", "cancelled", "not_sent"}
+    assert otel.count("voipnumber.sms.failed") == 0
 
 
 async def test_a_delivery_is_a_server_span_and_counts_as_accepted(
