@@ -436,6 +436,26 @@ def test_the_sync_client_carries_the_opt_in_and_records_its_sends(otel: Recorded
     assert attributes["voipnumber.outcome"] == "sent"
 
 
+def test_a_sync_send_in_an_applications_span_is_its_child(otel: Recorded) -> None:
+    with (
+        Sandbox().serve_in_thread() as sandbox,
+        VoipNumber(**sandbox.client_settings()) as client,
+        trace.get_tracer("app").start_as_current_span("checkout") as outer,
+    ):
+        client.sms.send(FROM, TO, BODY)
+        with client.sms.send_many([(FROM, TO, BODY)] * 2) as results:
+            assert all(result.ok for result in results)
+
+    outer_id = outer.get_span_context().span_id
+    send, *bulk_sends = otel.spans("voipnumber.sms.send")
+    run = otel.span("voipnumber.sms.send_many")
+    assert send.parent is not None
+    assert send.parent.span_id == outer_id
+    assert run.parent is not None
+    assert run.parent.span_id == outer_id
+    assert [s.parent.span_id for s in bulk_sends if s.parent] == [run.context.span_id] * 2
+
+
 async def test_without_an_sdk_configured_nothing_is_started(client: AsyncVoipNumber) -> None:
     assert _telemetry.AVAILABLE
     assert _telemetry.start_send(DEMO_ACCOUNT_ID, None, None) is None

@@ -106,6 +106,8 @@ OUTCOME_SENT: Final = "sent"
 #: A bulk worker stopped before the first attempt: nothing was sent, no error class.
 OUTCOME_NOT_SENT: Final = "not_sent"
 OUTCOME_CANCELLED: Final = "cancelled"
+#: The duration's attributes for the usual outcome, made once.
+_SENT_ATTRIBUTES: Final = {ATTR_OUTCOME: OUTCOME_SENT}
 
 
 class _Instruments:
@@ -218,12 +220,13 @@ class SendTelemetry:
         self.retries = 0
         self.waited = 0.0
         self.http_status: int | None = None
-        span = _tracer().start_span(SEND_SPAN, kind=SpanKind.CLIENT)
-        if span.is_recording():
-            span.set_attribute(ATTR_ACCOUNT_ID, account_id)
-            if from_ is not None and to is not None:
-                span.set_attribute(ATTR_FROM, from_)
-                span.set_attribute(ATTR_TO, to)
+        # Given at the start, not set after: the sampler sees them, and each set_attribute
+        # of the SDK's takes the span's lock.
+        attributes = {ATTR_ACCOUNT_ID: account_id}
+        if from_ is not None and to is not None:
+            attributes[ATTR_FROM] = from_
+            attributes[ATTR_TO] = to
+        span = _tracer().start_span(SEND_SPAN, kind=SpanKind.CLIENT, attributes=attributes)
         self._span = span
         # Current while the send runs, so that spans of an instrumented transport
         # (aiohttp's, say) are its children.
@@ -282,19 +285,24 @@ class SendTelemetry:
         assert _instruments is not None
         otel_context.detach(self._token)
         elapsed = time.monotonic() - self._started
-        _instruments.duration.record(elapsed, {ATTR_OUTCOME: outcome})
+        _instruments.duration.record(
+            elapsed, _SENT_ATTRIBUTES if outcome == OUTCOME_SENT else {ATTR_OUTCOME: outcome}
+        )
         span = self._span
         if span.is_recording():
-            span.set_attribute(ATTR_OUTCOME, outcome)
-            span.set_attribute(ATTR_ATTEMPTS, self.attempts)
-            span.set_attribute(ATTR_RETRIED, self.retries > 0)
-            span.set_attribute(ATTR_WAITED, self.waited)
+            attributes: dict[str, str | int | float | bool] = {
+                ATTR_OUTCOME: outcome,
+                ATTR_ATTEMPTS: self.attempts,
+                ATTR_RETRIED: self.retries > 0,
+                ATTR_WAITED: self.waited,
+            }
             if self.http_status is not None:
-                span.set_attribute(ATTR_HTTP_STATUS, self.http_status)
+                attributes[ATTR_HTTP_STATUS] = self.http_status
             if error is not None:
-                span.set_attribute(ATTR_ERROR_TYPE, outcome)
+                attributes[ATTR_ERROR_TYPE] = outcome
                 # The class only: an error's message may quote what the service echoed.
                 span.set_status(Status(StatusCode.ERROR, outcome))
+            span.set_attributes(attributes)  # one call: the SDK takes its lock once
         span.end()
 
 
