@@ -29,7 +29,7 @@ def group(name: str) -> list[str]:
 
 
 #: The extras the tests install and test, each at its floor on the oldest Python.
-TESTED_EXTRAS = ("cli", "redis", "celery")
+TESTED_EXTRAS = ("cli", "redis", "celery", "otel")
 
 
 def declared_dependencies() -> list[Requirement]:
@@ -149,7 +149,8 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmarks and print their figures; they assert nothing about time."""
-    install_wheel(session)
+    # The SDK for bench_telemetry's configured case (its other cases do without it).
+    install_wheel(session, *(spec for spec in group("test") if spec.startswith("opentelemetry")))
     # bench_redis_pacer runs a redis-server of its own: the tests' one.
     env = {"VOIPNUMBER_REDIS_SERVER": redis_server(session)}
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):

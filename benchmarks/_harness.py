@@ -356,7 +356,7 @@ def print_starved(rounds: Sequence[Round]) -> None:
         )
 
 
-def report_ratio(label: str, ours: list[Round], theirs: list[Round], target: float) -> None:
+def report_ratio(label: str, ours: Sequence[Round], theirs: Sequence[Round], target: float) -> None:
     """Best against best, and the median of the rounds' own ratios.
 
     Round n of each client ran back to back with the others' round n, so its ratio

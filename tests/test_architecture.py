@@ -141,3 +141,14 @@ def test_the_sync_facade_uses_only_the_async_packages_public_names() -> None:
     )
     assert private == []
     assert "voipnumber_async" in graph["voipnumber_sync._client"]
+
+
+def test_only_the_telemetry_module_imports_opentelemetry() -> None:
+    # The API is an optional extra: one module guards its import for all the others.
+    importers = sorted(
+        module_name(path)
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        if any(name.startswith("opentelemetry") for name in runtime_imports(path))
+    )
+    assert importers == ["voipnumber_async._telemetry"]

@@ -166,6 +166,10 @@ class AsyncVoipNumber:
         transport: What carries each request: any `AsyncTransport` (one async method,
             `handle_async_request`). By default an `AiohttpTransport`; in tests,
             `voipnumber_async.testing.MockTransport`. Closing the client closes it.
+        telemetry_phone_numbers: Put the sending and receiving numbers on each send's
+            OpenTelemetry span (`voipnumber.from`, `voipnumber.to`). Off by default:
+            they are personal data, and traces often go to a third party. Without an
+            OpenTelemetry SDK configured, nothing is recorded either way.
 
     Raises:
         ConfigurationError: A credential is missing, or a setting is invalid.
@@ -186,6 +190,7 @@ class AsyncVoipNumber:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         pacer: Pacer | None = None,
         transport: AsyncTransport | None = None,
+        telemetry_phone_numbers: bool = False,
     ) -> None:
         account_id = _setting(account_id, ENV_ACCOUNT_ID)
         api_token = _setting(api_token, ENV_API_TOKEN)
@@ -226,6 +231,7 @@ class AsyncVoipNumber:
         self._connections = Connections(self._transport, max_connections=max_connections)
         self._pacer: Pacer = LocalPacer() if pacer is None else pacer
         self._owns_transport = True
+        self._telemetry_phone_numbers = bool(telemetry_phone_numbers)
         self._configure(Timeout.coerce(timeout), policy)
 
     def _configure(self, timeout: Timeout, retry: RetryPolicy) -> None:
@@ -242,6 +248,8 @@ class AsyncVoipNumber:
             pacer=self._pacer,
             timeout=timeout,
             retry=retry,
+            account_id=self._credentials.account_id,
+            telemetry_phone_numbers=self._telemetry_phone_numbers,
         )
         self.sms = AsyncSms(self)
 
@@ -254,6 +262,11 @@ class AsyncVoipNumber:
     def base_url(self) -> str:
         """The API's address, without a trailing slash."""
         return self._base_url
+
+    @property
+    def telemetry_phone_numbers(self) -> bool:
+        """Whether each send's OpenTelemetry span names its numbers (see docs/telemetry.md)."""
+        return self._telemetry_phone_numbers
 
     @property
     def timeout(self) -> Timeout:
@@ -308,6 +321,7 @@ class AsyncVoipNumber:
         copy._connections = self._connections
         copy._pacer = self._pacer
         copy._owns_transport = False
+        copy._telemetry_phone_numbers = self._telemetry_phone_numbers
         copy._configure(
             self._timeout if isinstance(timeout, NotGiven) else Timeout.coerce(timeout), policy
         )
@@ -402,7 +416,9 @@ class AsyncSms:
             if idempotency_key is None
             else check_idempotency_key(idempotency_key)
         )
-        return await self._client._sender.send(encode_send_request(from_, to, body), key)
+        return await self._client._sender.send(
+            encode_send_request(from_, to, body), key, from_=from_, to=to
+        )
 
     def send_many(
         self,

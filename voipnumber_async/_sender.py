@@ -30,6 +30,7 @@ from ._errors import (
 from ._models import SentMessage
 from ._rate import Pacer
 from ._retry import RetryPolicy, announce_retry
+from ._telemetry import SendTelemetry, start_send
 from ._transport import AsyncTransport, TransportRequest, TransportResponse
 from ._wire.answers import answer_too_large, decode_send_answer
 
@@ -130,7 +131,16 @@ class Sender:
     credentials and the pacer, and differ in timeout and policy.
     """
 
-    __slots__ = ("_connections", "_credentials", "_pacer", "_retry", "_timeout", "_url")
+    __slots__ = (
+        "_account_id",
+        "_connections",
+        "_credentials",
+        "_numbers_in_telemetry",
+        "_pacer",
+        "_retry",
+        "_timeout",
+        "_url",
+    )
 
     def __init__(
         self,
@@ -141,8 +151,12 @@ class Sender:
         pacer: Pacer,
         timeout: Timeout,
         retry: RetryPolicy,
+        account_id: str = "",
+        telemetry_phone_numbers: bool = False,
     ) -> None:
         self._url = url
+        self._account_id = account_id
+        self._numbers_in_telemetry = telemetry_phone_numbers
         self._credentials = credentials
         self._connections = connections
         self._pacer = pacer
@@ -159,6 +173,11 @@ class Sender:
         """Whether the client was closed."""
         return self._connections.closed
 
+    @property
+    def account_id(self) -> str:
+        """The account the sends are for, as telemetry names it."""
+        return self._account_id
+
     async def send(
         self,
         payload: bytes,
@@ -166,20 +185,53 @@ class Sender:
         *,
         pacer: Pacer | None = None,
         watch: SendWatch | None = None,
+        from_: str | None = None,
+        to: str | None = None,
     ) -> SentMessage:
         """POST one message, retrying as the policy decides.
+
+        With OpenTelemetry configured, the send is one `voipnumber.sms.send` span and
+        its measurements (`_telemetry`); without, it costs one check.
 
         Args:
             payload: The request's JSON body.
             idempotency_key: The key every attempt carries.
             pacer: The pacer to ask instead of the client's (a bulk run's own).
             watch: Told of every attempt, and stops the next one (a bulk run's worker).
+            from_: The sending number, for telemetry if the client opted in to numbers.
+            to: The recipient, likewise.
 
         Raises:
             VoipNumberError: The send failed; `attempts` and `idempotency_key` say how.
         """
         if self._connections.closed:
             raise closed_error()
+        numbers = self._numbers_in_telemetry
+        telemetry = start_send(
+            self._account_id, from_ if numbers else None, to if numbers else None
+        )
+        if telemetry is None:
+            return await self._attempts(payload, idempotency_key, pacer, watch, None)
+        try:
+            message = await self._attempts(payload, idempotency_key, pacer, watch, telemetry)
+        except Stopped:
+            telemetry.stopped()
+            raise
+        except BaseException as error:
+            telemetry.failed(error)
+            raise
+        telemetry.sent()
+        return message
+
+    async def _attempts(
+        self,
+        payload: bytes,
+        idempotency_key: str,
+        pacer: Pacer | None,
+        watch: SendWatch | None,
+        telemetry: SendTelemetry | None,
+    ) -> SentMessage:
+        """The attempt loop of `send`: each attempt paced, sent, decoded, and decided on."""
         policy = self._retry
         pace = self._pacer if pacer is None else pacer
         connections = self._connections
@@ -211,6 +263,9 @@ class Sender:
                             idempotency_key,
                         )
                     answer = await self._send_request(payload, idempotency_key, watch)
+                if telemetry is not None:
+                    telemetry.attempts = attempts
+                    telemetry.http_status = answer.status
                 message = _decode(answer, watch)
                 break
             except VoipNumberError as error:
@@ -225,6 +280,9 @@ class Sender:
                     # instead pauses nothing: that caller decides when to try again.)
                     pace.rate_limited(error.retry_after)
                 announce_retry(policy, error, attempt=attempts, wait=delay, key=idempotency_key)
+                if telemetry is not None:
+                    telemetry.attempts = attempts
+                    telemetry.retry(error, delay)
                 await asyncio.sleep(delay)
         if failure is not None:
             _raise_final(failure, attempts, idempotency_key, earlier_may_have_been_sent)

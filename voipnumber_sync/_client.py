@@ -69,6 +69,10 @@ class VoipNumber:
         transport: What carries each request: any `AsyncTransport` (one async method,
             `handle_async_request`). By default an `AiohttpTransport`; in tests,
             `voipnumber_async.testing.MockTransport`. Closing the client closes it.
+        telemetry_phone_numbers: Put the sending and receiving numbers on each send's
+            OpenTelemetry span (`voipnumber.from`, `voipnumber.to`). Off by default:
+            they are personal data, and traces often go to a third party. Without an
+            OpenTelemetry SDK configured, nothing is recorded either way.
 
     Raises:
         ConfigurationError: A credential is missing, or a setting is invalid.
@@ -92,6 +96,7 @@ class VoipNumber:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         pacer: Pacer | None = None,
         transport: AsyncTransport | None = None,
+        telemetry_phone_numbers: bool = False,
     ) -> None:
         try:
             self._async = AsyncVoipNumber(
@@ -104,6 +109,7 @@ class VoipNumber:
                 max_connections=max_connections,
                 pacer=pacer,
                 transport=transport,
+                telemetry_phone_numbers=telemetry_phone_numbers,
             )
         finally:
             del api_token
@@ -120,6 +126,11 @@ class VoipNumber:
     def base_url(self) -> str:
         """The API's address, without a trailing slash."""
         return self._async.base_url
+
+    @property
+    def telemetry_phone_numbers(self) -> bool:
+        """Whether each send's OpenTelemetry span names its numbers (see docs/telemetry.md)."""
+        return self._async.telemetry_phone_numbers
 
     @property
     def timeout(self) -> Timeout:

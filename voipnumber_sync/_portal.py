@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import contextvars
 import os
 import threading
 import weakref
@@ -179,7 +180,9 @@ class Portal:
                 "forever; inside coroutines and hooks use AsyncVoipNumber instead"
             )
         call = _Call(function, args, kwargs)
-        loop.call_soon_threadsafe(call.start)
+        # In a copy of the caller's context, which its task inherits: what the calling
+        # thread has current (an OpenTelemetry span, say) is current for the coroutine.
+        loop.call_soon_threadsafe(call.start, context=contextvars.copy_context())
         try:
             call.done.acquire()  # a Ctrl-C arrives here
         except BaseException:

@@ -13,6 +13,7 @@ from typing import Any, Final, Literal
 from .._errors import ConfigurationError
 from .._rate import ChainedPacer, LocalPacer, Pacer
 from .._sender import Sender
+from .._telemetry import BulkSpan, start_bulk
 from .feed import Feed
 from .input import Input, Job, _End
 from .journal import Journal
@@ -86,6 +87,10 @@ class AsyncSendMany:
         self._own_journal: SqliteJournal | None = None
         self._tasks: list[asyncio.Future[Any]] = []
         self._halting: asyncio.Future[None] | None = None
+        #: The run's parent span (None: no OpenTelemetry SDK configured).
+        self._telemetry: BulkSpan | None = None
+        #: What ended the run with an error, for its span.
+        self._failure: BaseException | None = None
 
     # --- iteration ------------------------------------------------------------------
 
@@ -105,6 +110,8 @@ class AsyncSendMany:
             raise
         if isinstance(item, SendResult):
             return item
+        if isinstance(item, Failure):
+            self._failure = item.error
         await self._close()
         if isinstance(item, Failure):
             raise item.error
@@ -187,6 +194,16 @@ class AsyncSendMany:
             self._state = "closed"  # nothing was started: nothing to stop
             raise
         self._state = "running"
+        self._telemetry = start_bulk(self._sender.account_id, self._concurrency)
+        if self._telemetry is None:
+            self._start_stages(source, journal)
+        else:
+            # The tasks copy the context they are created in: each message's send span
+            # is then a child of the run's.
+            with self._telemetry.activate():
+                self._start_stages(source, journal)
+
+    def _start_stages(self, source: Input, journal: Journal | None) -> None:
         # Messages read and not yet yielded: in flight, queued, and (with a journal)
         # the batches being reserved, with room to spare.
         window = 4 * self._concurrency + (4 * RESERVE_BATCH if journal is not None else 0)
@@ -287,5 +304,7 @@ class AsyncSendMany:
             await asyncio.shield(self._halting)
         finally:
             self._state = "closed"
+            if self._telemetry is not None:
+                self._telemetry.finish(self.summary, self._failure)
             if self._own_journal is not None:
                 await self._own_journal.aclose()

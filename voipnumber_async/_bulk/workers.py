@@ -70,7 +70,10 @@ class Workers:
         assert job.key is not None
         watch.may_have_been_sent = False
         try:
-            sent = await self._sender.send(job.payload, job.key, pacer=self._pacer, watch=watch)
+            sent = await self._sender.send(
+                job.payload, job.key, pacer=self._pacer, watch=watch,
+                from_=job.message.from_, to=job.message.to,
+            )  # fmt: skip
         except VoipNumberError as error:
             return SendResult(index=job.index, message=job.message, error=error,
                               idempotency_key=job.key)  # fmt: skip

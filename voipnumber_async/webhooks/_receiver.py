@@ -13,6 +13,7 @@ from aiohttp import web
 from .._config import LOGGER_NAME
 from .._errors import PayloadTooLargeError, WebhookError
 from .._models import InboundMessage
+from .._telemetry import delivery_span, record_delivery
 from .._wire.inbound import WEBHOOK_HOST
 from ._body import DEFAULT_MAX_WEBHOOK_BYTES, check_size
 from ._parse import DEFAULT_SECRET_PARAM, allowed_hosts, check_headers, parse_body
@@ -105,7 +106,7 @@ def create_app(
     allowed = None if expected_host is None else allowed_hosts(expected_host)
     deliveries = store if store is not None else MemoryDeliveryStore()
 
-    async def receive(request: web.Request) -> web.StreamResponse:
+    async def check_and_hand_over(request: web.Request) -> web.StreamResponse:
         try:
             # The path and query as sent: what parse_inbound is given as `url=`.
             if secrets is not None and not secrets.carried_by_url(request.raw_path, secret_param):
@@ -128,8 +129,15 @@ def create_app(
             # The sender hung up mid-body: no one to answer, and nothing failed here (left
             # to aiohttp, it would be logged as an error and answered 500).
             logger.info("the sender of a delivery hung up before its body was in")
+            record_delivery("refused", reason="hung_up", http_status=400)
             return web.Response(status=400)
         return await _hand_over(message, handler, deliveries)
+
+    async def receive(request: web.Request) -> web.StreamResponse:
+        # One span per delivery (with OpenTelemetry configured), current while the
+        # handler runs so that its spans are children.
+        with delivery_span():
+            return await check_and_hand_over(request)
 
     # Bodies as sent, so that `parse_body` inflates them, under the cap, as it does for
     # parse_inbound: aiohttp's own inflating would be a second implementation, and one
@@ -150,19 +158,23 @@ async def _hand_over(
     claim = await deliveries.claim(message.mdr_id)
     if claim == "done":
         logger.info("delivery of %s was handled before; not handled again", message.mdr_id)
+        record_delivery("duplicate", mdr_id=message.mdr_id)
         return _answer(200, status="duplicate", mdr_id=message.mdr_id)
     if claim == "in_progress":
+        record_delivery("refused", reason="in_progress", http_status=409, mdr_id=message.mdr_id)
         return _answer(409, error="in_progress", mdr_id=message.mdr_id)
     try:
         await handler(message)
     except Exception:
         await deliveries.release(message.mdr_id)
         logger.exception("the handler failed on %s; answering 500", message.mdr_id)
+        record_delivery("refused", reason="handler_failed", http_status=500, mdr_id=message.mdr_id)
         return _answer(500, error="handler_failed", mdr_id=message.mdr_id)
     except BaseException:
         await deliveries.release(message.mdr_id)
         raise
     await deliveries.complete(message.mdr_id)
+    record_delivery("accepted", mdr_id=message.mdr_id)
     return _answer(200, status="accepted", mdr_id=message.mdr_id)
 
 
@@ -210,6 +222,7 @@ async def _refuse(request: web.Request, http_status: int, /, **fields: Any) -> w
     logger.warning(
         "refused a delivery (%d %s): %s", http_status, fields["error"], fields["message"]
     )
+    record_delivery("refused", reason=fields["error"], http_status=http_status)
     response = _answer(http_status, **fields)
     if request.content.is_eof():
         return response
