@@ -130,6 +130,12 @@ def _cores(cores: set[int]) -> str:
     return ",".join(str(core) for core in sorted(cores))
 
 
+def place_on_server_cores(pid: int) -> None:
+    """Move process `pid`, a server started some other way, to the servers' cores."""
+    if _server_cores is not None:
+        os.sched_setaffinity(pid, _server_cores)
+
+
 def start_server(command: list[str]) -> subprocess.Popen[bytes]:
     """Start `command`, a server, as a child process with no pipes to it.
 
