@@ -283,7 +283,40 @@ def test_the_same_name_refuses_another_input_before_enqueueing(
     assert _queue_length(broker) == 1
 
 
+def test_a_longer_input_under_the_same_name_is_refused_at_its_first_extra_chunk(
+    broker: RedisServer, state: RedisServer
+) -> None:
+    app = create_app(broker.url, redis=state.url)
+    options = ChunkOptions(rate=RATE)
+    asyncio.run(
+        start_campaign(app, "grown", recipients(20), options=options, chunk_size=10, queue=QUEUE)
+    )
+    assert _queue_length(broker) == 2
+
+    with pytest.raises(JournalMismatchError, match="grown"):
+        asyncio.run(
+            start_campaign(
+                app, "grown", recipients(30), options=options, chunk_size=10, queue=QUEUE
+            )
+        )
+
+    # Its first two chunks are the campaign's own, not sent yet, so enqueued again
+    # (their runs skip what the other sends); the third is not.
+    assert _queue_length(broker) == 4
+
+
 QUEUE = "nobody-reads-this"
+
+
+@pytest.fixture(autouse=True)
+def _empty_queue(broker: RedisServer) -> None:
+    import redis
+
+    client = redis.Redis.from_url(broker.url)
+    try:
+        client.delete(QUEUE)
+    finally:
+        client.close()
 
 
 def _queue_length(broker: RedisServer) -> int:

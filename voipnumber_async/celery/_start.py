@@ -60,9 +60,11 @@ async def start_campaign(
     """Start (or resume) the campaign `name`: one `send_chunk` task per `chunk_size` messages.
 
     The campaign's journal (`RedisJournal(name)`, in the app's Redis) is declared with
-    its size and the fingerprint of its first chunk before anything is enqueued, so a
-    different input under the same name is refused here; each position's content is
-    checked again when its chunk runs. Starting the same campaign again resumes it:
+    the fingerprint of its first chunk before anything is enqueued, and with its size
+    once all is read, so a different input under the same name is refused here: one
+    with another first chunk before anything is enqueued, a longer one at its first
+    chunk past the end, a shorter one at the end (its chunks are the campaign's own
+    positions, checked again, message by message, when they run). Starting the same campaign again resumes it:
     chunks whose messages were all sent are not enqueued, and in the others each
     message already sent is skipped by its worker.
 
@@ -91,10 +93,16 @@ async def start_campaign(
     _warn_if_chunks_outlast_visibility(app, chunk_size, options, expected_processes)
     journal = RedisJournal(redis_url_of(app), name)
     chunks = enqueued = skipped = total = 0
+    declared: int | None = None
     try:
         for chunk in chunks_of(name, messages, chunk_size):
             if chunks == 0:
                 await journal.declare(total=None, fingerprint=fingerprint_of(chunk.messages))
+                # Declared by an earlier start: a longer input is refused at its first
+                # extra chunk, before that chunk is enqueued.
+                declared = (await journal.status()).total
+            if declared is not None and chunk.stop > declared:
+                await journal.declare(total=chunk.stop, fingerprint=None)  # raises
             chunks += 1
             total = chunk.stop
             if await _can_skip(journal, chunk, only_unknown=only_unknown):
