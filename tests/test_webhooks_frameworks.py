@@ -573,3 +573,39 @@ def test_the_blocking_memory_store_gives_one_claim_to_one_of_many_threads() -> N
         thread.join()
 
     assert sorted(claims) == ["in_progress"] * 7 + ["new"]
+
+
+# --- no secret on a traceback ----------------------------------------------------------------
+
+
+async def test_the_logged_traceback_of_a_failing_handler_holds_no_secret(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from test_webhooks_secrets import SECRETS, sdk_frames_holding_a_secret
+
+    recorder = Recorder()
+    recorder.fail_next = 1
+    async with serving(kind, recorder, secret=list(SECRETS)) as post:
+        status, _ = await post(f"/webhooks/voipnumber?secret={SECRETS[1]}", SMS, HEADERS)
+
+    assert status == 500
+    (logged,) = [record for record in caplog.records if record.exc_info]
+    assert logged.exc_info is not None and logged.exc_info[1] is not None
+    assert sdk_frames_holding_a_secret(logged.exc_info[1]) == []
+
+
+@pytest.mark.parametrize(("kind", "module", "name"), list(factories()))
+def test_no_frame_of_a_misconfiguration_error_holds_the_secret(
+    kind: str, module: str, name: str, request: pytest.FixtureRequest
+) -> None:
+    import functools
+
+    from test_webhooks_secrets import SECRETS, raised, sdk_frames_holding_a_secret
+
+    make = factory(kind, module, name, request)
+    handler = Recorder().take if kind in BLOCKING else Recorder().take_async
+    # A partial, not a lambda: a lambda here would hold the secret itself.
+    error = raised(functools.partial(make, handler, secret=[SECRETS[0], ""]))
+
+    assert isinstance(error, ValueError)
+    assert sdk_frames_holding_a_secret(error) == []
