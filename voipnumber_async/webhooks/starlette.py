@@ -130,7 +130,7 @@ def webhook_route(
 def _raw_url(scope: Scope) -> str:
     """The path and query as sent (what `parse_inbound` is given as `url=`)."""
     raw_path = scope.get("raw_path")
-    # ASGI's raw_path has no query, but Starlette's TestClient before 0.38 puts it there:
+    # ASGI's raw_path has no query, but older Starlette TestClients put it there:
     # a "?" in a path as sent can only start the query, so it is cut off.
     path = raw_path.partition(b"?")[0].decode("latin-1") if raw_path else scope["path"]
     query = scope.get("query_string", b"").decode("latin-1")
