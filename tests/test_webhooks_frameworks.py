@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from _support import fixture_bytes, fixture_json
+from test_telemetry import Recorded, otel  # noqa: F401 - otel is a fixture
 
 from voipnumber_async.webhooks import InboundMessage, MemoryDeliveryStore, parse_inbound
 from voipnumber_async.webhooks._delivery import (
@@ -609,3 +610,38 @@ def test_no_frame_of_a_misconfiguration_error_holds_the_secret(
 
     assert isinstance(error, ValueError)
     assert sdk_frames_holding_a_secret(error) == []
+
+
+# --- telemetry: one span per delivery, whatever the framework --------------------------------
+
+
+async def test_each_delivery_is_a_span_with_its_outcome_current_while_the_handler_runs(
+    kind: str,
+    otel: Recorded,  # noqa: F811 - the fixture imported above
+) -> None:
+    from opentelemetry import trace
+
+    recorder = Recorder()
+    in_span: list[bool] = []
+    take = recorder.take
+
+    def take_in_span(message: InboundMessage) -> None:
+        in_span.append(trace.get_current_span().is_recording())
+        take(message)
+
+    recorder.take = take_in_span  # type: ignore[method-assign]
+    async with serving(kind, recorder) as post:
+        await post(HOOK, SMS, HEADERS)
+        await post(HOOK, SMS, HEADERS)
+        await post("/webhooks/voipnumber?secret=guess", SMS, HEADERS)
+
+    spans = otel.spans("voipnumber.webhook.receive")
+    assert [(s.attributes or {}).get("voipnumber.outcome") for s in spans] == [
+        "accepted",
+        "duplicate",
+        "refused",
+    ]
+    assert (spans[2].attributes or {})["voipnumber.webhook.reason"] == "invalid_secret"
+    assert in_span == [True]
+    assert otel.count("voipnumber.webhook.accepted") == 1
+    assert otel.count("voipnumber.webhook.duplicates") == 1
