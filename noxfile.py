@@ -29,7 +29,7 @@ def group(name: str) -> list[str]:
 
 
 #: The extras the tests install and test, each at its floor on the oldest Python.
-TESTED_EXTRAS = ("cli", "redis", "celery", "otel")
+TESTED_EXTRAS = ("cli", "redis", "celery", "otel", "django", "flask", "starlette", "fastapi")
 
 
 def declared_dependencies() -> list[Requirement]:

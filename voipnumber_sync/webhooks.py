@@ -14,7 +14,10 @@ def receive(secret):
     return {"status": "accepted"}
 ```
 
-The very same function, model and errors as `voipnumber_async.webhooks`.
+The very same function, model and errors as `voipnumber_async.webhooks`. For a complete
+receiver (deduplication included), use `voipnumber_async.webhooks.flask.webhook_view` or
+`voipnumber_async.webhooks.django.webhook_view`, with a `SyncDeliveryStore` of your own
+to deduplicate across processes.
 """
 
 from voipnumber_async.webhooks import (
@@ -22,11 +25,14 @@ from voipnumber_async.webhooks import (
     DEFAULT_SECRET_PARAM,
     WEBHOOK_HEADERS,
     WEBHOOK_HOST,
+    Claim,
     InboundMessage,
     InvalidPayloadError,
     InvalidSecretError,
     MessageType,
     PayloadTooLargeError,
+    SyncDeliveryStore,
+    SyncMemoryDeliveryStore,
     UnsupportedContentTypeError,
     UntrustedHostError,
     WebhookError,
@@ -38,11 +44,14 @@ __all__ = [
     "DEFAULT_SECRET_PARAM",
     "WEBHOOK_HEADERS",
     "WEBHOOK_HOST",
+    "Claim",
     "InboundMessage",
     "InvalidPayloadError",
     "InvalidSecretError",
     "MessageType",
     "PayloadTooLargeError",
+    "SyncDeliveryStore",
+    "SyncMemoryDeliveryStore",
     "UnsupportedContentTypeError",
     "UntrustedHostError",
     "WebhookError",

@@ -5,6 +5,9 @@
 - `create_app(handler, ...)` is a ready aiohttp receiver: it checks each delivery,
   calls `handler` once per message (redeliveries of an `mdr_id` are deduplicated), and
   answers the service so it knows what to deliver again.
+- `.django.webhook_view`, `.flask.webhook_view` and `.starlette.webhook_route` (for
+  FastAPI too) are the same receiver for those frameworks; each of those modules
+  imports its framework, this package none of them.
 
 Both take the body as sent: gzip or deflate is inflated under the same size cap, and
 anything that is not a message is refused with a `WebhookError` whose `http_status`
@@ -27,7 +30,13 @@ from .._wire.inbound import WEBHOOK_HEADERS, WEBHOOK_HOST
 from ._body import DEFAULT_MAX_WEBHOOK_BYTES
 from ._parse import DEFAULT_SECRET_PARAM, parse_inbound
 from ._receiver import DEFAULT_BODY_TIMEOUT, DEFAULT_WEBHOOK_PATH, InboundHandler, create_app
-from ._store import Claim, DeliveryStore, MemoryDeliveryStore
+from ._store import (
+    Claim,
+    DeliveryStore,
+    MemoryDeliveryStore,
+    SyncDeliveryStore,
+    SyncMemoryDeliveryStore,
+)
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
@@ -45,6 +54,8 @@ __all__ = [
     "MemoryDeliveryStore",
     "MessageType",
     "PayloadTooLargeError",
+    "SyncDeliveryStore",
+    "SyncMemoryDeliveryStore",
     "UnsupportedContentTypeError",
     "UntrustedHostError",
     "WebhookError",

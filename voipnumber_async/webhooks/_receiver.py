@@ -1,36 +1,32 @@
-"""`create_app`: an aiohttp application that receives deliveries and hands them over."""
+"""`create_app`: an aiohttp application that receives deliveries and hands them over.
+
+An adapter over `_delivery.deliver`, which makes every decision; what is aiohttp's own
+is here: reading the body under a deadline, and closing a connection whose body will
+not be read.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Final
+from collections.abc import Iterable, Sequence
+from typing import Final
 
 from aiohttp import web
 
-from .._config import LOGGER_NAME
-from .._errors import PayloadTooLargeError, WebhookError
-from .._models import InboundMessage
-from .._telemetry import delivery_span, record_delivery
+from .._errors import PayloadTooLargeError
 from .._wire.inbound import WEBHOOK_HOST
 from ._body import DEFAULT_MAX_WEBHOOK_BYTES, check_size
-from ._parse import DEFAULT_SECRET_PARAM, allowed_hosts, check_headers, parse_body
-from ._secret import Secrets, empty_secret, secret_refused
+from ._delivery import BodyTimeout, Checks, InboundHandler, Receiving, deliver
+from ._parse import DEFAULT_SECRET_PARAM
 from ._store import DeliveryStore, MemoryDeliveryStore
 
 __all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_WEBHOOK_PATH", "InboundHandler", "create_app"]
-
-logger = logging.getLogger(f"{LOGGER_NAME}.webhooks")
 
 DEFAULT_WEBHOOK_PATH: Final = "/webhooks/voipnumber"
 #: Seconds a delivery's body has to arrive once its headers have: a documented one is
 #: about 250 bytes, so only a stalled or hostile peer takes longer.
 DEFAULT_BODY_TIMEOUT: Final = 10.0
-
-InboundHandler = Callable[[InboundMessage], Awaitable[Any]]
-"""An async callable that takes an `InboundMessage`; what it returns is ignored."""
 
 _READ_CHUNK: Final = 16 * 1024
 
@@ -96,48 +92,34 @@ def create_app(
     # What parse_inbound works out on each call, worked out once (and a bad setting
     # refused here, not at the first delivery). The secret leaves this frame's locals
     # before anything is raised: error trackers record the locals of a traceback's frames.
-    secrets = None if secret is None else Secrets.of(secret)
-    secret_refused_here = secret is not None and secrets is None
+    checks = Checks.of(
+        secret=secret, secret_param=secret_param, expected_host=expected_host, max_bytes=max_bytes
+    )
     del secret
-    if secret_refused_here:
-        raise empty_secret()
+    if isinstance(checks, ValueError):
+        raise checks
     if not (isinstance(body_timeout, (int, float)) and 0 < body_timeout < math.inf):
         raise ValueError(f"body_timeout must be a positive number of seconds, got {body_timeout!r}")
-    allowed = None if expected_host is None else allowed_hosts(expected_host)
-    deliveries = store if store is not None else MemoryDeliveryStore()
-
-    async def check_and_hand_over(request: web.Request) -> web.StreamResponse:
-        try:
-            # The path and query as sent: what parse_inbound is given as `url=`.
-            if secrets is not None and not secrets.carried_by_url(request.raw_path, secret_param):
-                raise secret_refused(secret_param)
-            declared = check_headers(request.headers, allowed)
-            body = await _read_body(request, max_bytes, body_timeout)
-            message = parse_body(body, declared, max_bytes)
-        except WebhookError as error:
-            return await _refuse(
-                request, error.http_status or 400, error=error.reason, message=str(error)
-            )
-        except asyncio.TimeoutError:
-            return await _refuse(
-                request,
-                408,
-                error="body_timeout",
-                message=f"the delivery's body did not arrive within {body_timeout} s",
-            )
-        except ConnectionError:
-            # The sender hung up mid-body: no one to answer, and nothing failed here (left
-            # to aiohttp, it would be logged as an error and answered 500).
-            logger.info("the sender of a delivery hung up before its body was in")
-            record_delivery("refused", reason="hung_up", http_status=400)
-            return web.Response(status=400)
-        return await _hand_over(message, handler, deliveries)
+    receiving = Receiving(checks, handler, store if store is not None else MemoryDeliveryStore())
+    too_slow = f"the delivery's body did not arrive within {body_timeout} s"
 
     async def receive(request: web.Request) -> web.StreamResponse:
-        # One span per delivery (with OpenTelemetry configured), current while the
-        # handler runs so that its spans are children.
-        with delivery_span():
-            return await check_and_hand_over(request)
+        async def read_body() -> bytes:
+            try:
+                return await _read_body(request, max_bytes, body_timeout)
+            except asyncio.TimeoutError:
+                raise BodyTimeout(too_slow) from None
+
+        # The path and query as sent: what parse_inbound is given as `url=`.
+        answer = await deliver(receiving, request.raw_path, request.headers, read_body)
+        if answer.outcome == "hung_up":
+            # No one to read it; left to aiohttp, a hang-up would be logged as an error
+            # and answered 500.
+            return web.Response(status=answer.status)
+        response = web.json_response(answer.fields, status=answer.status)
+        if answer.outcome == "refused":
+            return await _close_unread(request, response)
+        return response
 
     # Bodies as sent, so that `parse_body` inflates them, under the cap, as it does for
     # parse_inbound: aiohttp's own inflating would be a second implementation, and one
@@ -145,37 +127,6 @@ def create_app(
     app = web.Application(handler_args={"auto_decompress": False})
     app.router.add_post(path, receive)
     return app
-
-
-async def _hand_over(
-    message: InboundMessage, handler: InboundHandler, deliveries: DeliveryStore
-) -> web.Response:
-    """Hand `message` to `handler` once, deduplicated by `deliveries`; the answer to give.
-
-    A function of its own, holding neither the request nor its URL (which may carry
-    the secret): a handler's exception, logged with its traceback, passes through it.
-    """
-    claim = await deliveries.claim(message.mdr_id)
-    if claim == "done":
-        logger.info("delivery of %s was handled before; not handled again", message.mdr_id)
-        record_delivery("duplicate", mdr_id=message.mdr_id)
-        return _answer(200, status="duplicate", mdr_id=message.mdr_id)
-    if claim == "in_progress":
-        record_delivery("refused", reason="in_progress", http_status=409, mdr_id=message.mdr_id)
-        return _answer(409, error="in_progress", mdr_id=message.mdr_id)
-    try:
-        await handler(message)
-    except Exception:
-        await deliveries.release(message.mdr_id)
-        logger.exception("the handler failed on %s; answering 500", message.mdr_id)
-        record_delivery("refused", reason="handler_failed", http_status=500, mdr_id=message.mdr_id)
-        return _answer(500, error="handler_failed", mdr_id=message.mdr_id)
-    except BaseException:
-        await deliveries.release(message.mdr_id)
-        raise
-    await deliveries.complete(message.mdr_id)
-    record_delivery("accepted", mdr_id=message.mdr_id)
-    return _answer(200, status="accepted", mdr_id=message.mdr_id)
 
 
 async def _read_body(request: web.Request, max_bytes: int, timeout: float) -> bytes:
@@ -212,18 +163,13 @@ async def _read_capped(request: web.Request, length: int | None, max_bytes: int)
     return b"".join(chunks)
 
 
-async def _refuse(request: web.Request, http_status: int, /, **fields: Any) -> web.StreamResponse:
-    """The answer to a refused delivery; then the connection is closed, if its body is not in.
+async def _close_unread(request: web.Request, response: web.Response) -> web.StreamResponse:
+    """Send the answer to a refused delivery; then close the connection, if its body is not in.
 
     aiohttp would otherwise read on for the rest of a body that will not be used, for up
     to its lingering time (10 s): holding the connection of a stalled peer for nothing,
     or reading megabytes announced by a Content-Length over the cap.
     """
-    logger.warning(
-        "refused a delivery (%d %s): %s", http_status, fields["error"], fields["message"]
-    )
-    record_delivery("refused", reason=fields["error"], http_status=http_status)
-    response = _answer(http_status, **fields)
     if request.content.is_eof():
         return response
     response.force_close()
@@ -231,7 +177,3 @@ async def _refuse(request: web.Request, http_status: int, /, **fields: Any) -> w
     await response.write_eof()
     request.protocol.force_close()
     return response
-
-
-def _answer(http_status: int, /, **fields: Any) -> web.Response:
-    return web.json_response(fields, status=http_status)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final, Literal, Protocol, runtime_checkable
 
-__all__ = ["Claim", "DeliveryStore", "MemoryDeliveryStore"]
+__all__ = [
+    "Claim",
+    "DeliveryStore",
+    "MemoryDeliveryStore",
+    "SyncDeliveryStore",
+    "SyncMemoryDeliveryStore",
+]
 
 Claim = Literal["new", "done", "in_progress"]
 """What `DeliveryStore.claim` found: hand it to the handler, or it was handled already,
@@ -39,14 +46,34 @@ class DeliveryStore(Protocol):
         ...
 
 
-class MemoryDeliveryStore:
-    """A `DeliveryStore` in this process's memory: bounded, and forgetting after a while.
+@runtime_checkable
+class SyncDeliveryStore(Protocol):
+    """`DeliveryStore` for blocking code (Flask, Django): the same methods, not async.
 
-    Args:
-        max_entries: How many `mdr_id`s it remembers; the oldest go first.
-        ttl_s: How long it remembers one, in seconds. The service redelivers within
-            hours, not days, so a day is plenty.
-        clock: Where time comes from (for tests).
+    The receivers of `voipnumber_async.webhooks.flask` and `.django` take one; their
+    default is a `SyncMemoryDeliveryStore`. `claim` must be atomic across the threads
+    (and processes) that serve deliveries.
+    """
+
+    def claim(self, mdr_id: str) -> Claim:
+        """Mark `mdr_id` as being handled, unless it is done or being handled already."""
+        ...
+
+    def complete(self, mdr_id: str) -> None:
+        """The handler accepted `mdr_id`: remember it as done."""
+        ...
+
+    def release(self, mdr_id: str) -> None:
+        """The handler failed on `mdr_id`: forget the claim, so a redelivery is handled."""
+        ...
+
+
+class _MemoryEntries:
+    """The bounded, forgetting memory both in-memory stores keep, behind one lock.
+
+    The lock is for the blocking receivers, whose server calls them from many threads
+    at once; an asyncio receiver never contends for it, so it costs a few hundred
+    nanoseconds a call.
     """
 
     def __init__(
@@ -61,6 +88,7 @@ class MemoryDeliveryStore:
         self._max_entries = max_entries
         self._ttl_s = ttl_s
         self._clock = clock
+        self._lock = threading.Lock()
         # Kept in order of last write: with one ttl, that is in order of expiry too.
         self._entries: OrderedDict[str, tuple[bool, float]] = OrderedDict()  # done, expiry
         # No entry expires before this (the front's expiry, or less): until then, and while
@@ -70,22 +98,22 @@ class MemoryDeliveryStore:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def claim(self, mdr_id: str) -> Claim:
-        """See `DeliveryStore.claim`."""
-        now = self._clock()
-        entry = self._entries.get(mdr_id)
-        if entry is not None and entry[1] > now:
-            return "done" if entry[0] else "in_progress"
-        self._remember(mdr_id, False, now)
-        return "new"
+    def _claim(self, mdr_id: str) -> Claim:
+        with self._lock:
+            now = self._clock()
+            entry = self._entries.get(mdr_id)
+            if entry is not None and entry[1] > now:
+                return "done" if entry[0] else "in_progress"
+            self._remember(mdr_id, False, now)
+            return "new"
 
-    async def complete(self, mdr_id: str) -> None:
-        """See `DeliveryStore.complete`."""
-        self._remember(mdr_id, True, self._clock())
+    def _complete(self, mdr_id: str) -> None:
+        with self._lock:
+            self._remember(mdr_id, True, self._clock())
 
-    async def release(self, mdr_id: str) -> None:
-        """See `DeliveryStore.release`."""
-        self._entries.pop(mdr_id, None)
+    def _release(self, mdr_id: str) -> None:
+        with self._lock:
+            self._entries.pop(mdr_id, None)
 
     def _remember(self, mdr_id: str, done: bool, now: float) -> None:
         entries = self._entries
@@ -106,3 +134,60 @@ class MemoryDeliveryStore:
                 return
             del entries[oldest]
         self._earliest_expiry = math.inf
+
+
+class MemoryDeliveryStore(_MemoryEntries):
+    """A `DeliveryStore` in this process's memory: bounded, and forgetting after a while.
+
+    Safe to share between threads (each call holds a lock for a dictionary update).
+
+    Args:
+        max_entries: How many `mdr_id`s it remembers; the oldest go first.
+        ttl_s: How long it remembers one, in seconds. The service redelivers within
+            hours, not days, so a day is plenty.
+        clock: Where time comes from (for tests).
+
+    Raises:
+        ValueError: `max_entries` is under 1 or `ttl_s` is not positive.
+    """
+
+    async def claim(self, mdr_id: str) -> Claim:
+        """See `DeliveryStore.claim`."""
+        return self._claim(mdr_id)
+
+    async def complete(self, mdr_id: str) -> None:
+        """See `DeliveryStore.complete`."""
+        self._complete(mdr_id)
+
+    async def release(self, mdr_id: str) -> None:
+        """See `DeliveryStore.release`."""
+        self._release(mdr_id)
+
+
+class SyncMemoryDeliveryStore(_MemoryEntries):
+    """A `SyncDeliveryStore` in this process's memory, safe under threads.
+
+    The default of the Flask and Django receivers. It deduplicates within one process
+    only: under a server with several worker processes (gunicorn's `--workers`), pass
+    one over your database instead.
+
+    Args:
+        max_entries: How many `mdr_id`s it remembers; the oldest go first.
+        ttl_s: How long it remembers one, in seconds.
+        clock: Where time comes from (for tests).
+
+    Raises:
+        ValueError: `max_entries` is under 1 or `ttl_s` is not positive.
+    """
+
+    def claim(self, mdr_id: str) -> Claim:
+        """See `SyncDeliveryStore.claim`."""
+        return self._claim(mdr_id)
+
+    def complete(self, mdr_id: str) -> None:
+        """See `SyncDeliveryStore.complete`."""
+        self._complete(mdr_id)
+
+    def release(self, mdr_id: str) -> None:
+        """See `SyncDeliveryStore.release`."""
+        self._release(mdr_id)
