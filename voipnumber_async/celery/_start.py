@@ -64,9 +64,14 @@ async def start_campaign(
     once all is read, so a different input under the same name is refused here: one
     with another first chunk before anything is enqueued, a longer one at its first
     chunk past the end, a shorter one at the end (its chunks are the campaign's own
-    positions, checked again, message by message, when they run). Starting the same campaign again resumes it:
-    chunks whose messages were all sent are not enqueued, and in the others each
-    message already sent is skipped by its worker.
+    positions, checked again, message by message, when they run).
+
+    Starting the same campaign again resumes it: chunks whose messages were all sent
+    are not enqueued, and in the others each message already sent is skipped by its
+    worker. Start it again only once its chunks are done or lost (a queue emptied, a
+    worker machine gone): a chunk enqueued twice and run twice at once sends nothing
+    twice (the second run finds the first's reservations and does not send them), but
+    may count them as unknown until the first run records them.
 
     Args:
         app: A Celery app `configure`d for campaigns (its broker receives the tasks).
