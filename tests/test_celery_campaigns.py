@@ -26,13 +26,14 @@ from pathlib import Path
 
 import pytest
 from _redis import RedisServer, redis_server_binary
+from _sandbox_process import SandboxProcess
 
 from voipnumber_async import JournalMismatchError, OutgoingMessage
 from voipnumber_async.celery import ChunkOptions, create_app, start_campaign
 from voipnumber_async.celery._local import LocalWorker
 from voipnumber_async.redis import CampaignStatus, RedisJournal
 from voipnumber_async.redis._local import NO_REDIS_SERVER
-from voipnumber_async.sandbox import DEMO_NUMBER, Fault, Sandbox
+from voipnumber_async.sandbox import DEMO_NUMBER, Fault
 
 #: The account's limit at the sandbox, and the campaigns' shared rate (below it, so
 #: that the sandbox answering 429 would show pacing gone wrong).
@@ -70,8 +71,9 @@ def state(redis_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def service() -> Iterator[Sandbox]:
-    with Sandbox(rate_limit=LIMIT).serve_in_thread() as sandbox:
+def service() -> Iterator[SandboxProcess]:
+    """The sandbox, in a process of its own: its `received_at` are what the rates count."""
+    with SandboxProcess(rate_limit=LIMIT) as sandbox:
         yield sandbox
 
 
@@ -79,7 +81,7 @@ def service() -> Iterator[Sandbox]:
 def workers(
     broker: RedisServer,
     state: RedisServer,
-    service: Sandbox,
+    service: SandboxProcess,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[list[LocalWorker]]:
     directory = tmp_path_factory.mktemp("workers")
@@ -110,7 +112,7 @@ def workers(
 
 
 @pytest.fixture
-def sandbox(service: Sandbox, workers: list[LocalWorker]) -> Sandbox:
+def sandbox(service: SandboxProcess, workers: list[LocalWorker]) -> SandboxProcess:
     """The module's sandbox, emptied for this test, with its workers running."""
     service.reset()
     return service
@@ -157,7 +159,7 @@ def wait_until_done(state: RedisServer, name: str) -> CampaignStatus:
     return final[0]
 
 
-def accepted_times(sandbox: Sandbox) -> list[float]:
+def accepted_times(sandbox: SandboxProcess) -> list[float]:
     """When each request the sandbox accepted (a new message, not a replay) arrived."""
     return sorted(
         request.received_at
@@ -176,7 +178,9 @@ def busiest_second(times: list[float]) -> int:
     return busiest
 
 
-def assert_each_recipient_once(sandbox: Sandbox, messages: list[tuple[str, str, str]]) -> None:
+def assert_each_recipient_once(
+    sandbox: SandboxProcess, messages: list[tuple[str, str, str]]
+) -> None:
     by_recipient = collections.Counter(message.to for message in sandbox.messages)
     assert sorted(by_recipient) == sorted(to for _, to, _ in messages), "a message was lost"
     assert {to: n for to, n in by_recipient.items() if n > 1} == {}, "a message was sent twice"
@@ -188,7 +192,7 @@ def chunk_runs(workers: list[LocalWorker], name: str) -> dict[str, int]:
 
 
 def test_three_workers_share_one_rate(
-    sandbox: Sandbox, broker: RedisServer, state: RedisServer, workers: list[LocalWorker]
+    sandbox: SandboxProcess, broker: RedisServer, state: RedisServer, workers: list[LocalWorker]
 ) -> None:
     messages = recipients(1500)
     start(broker, state, "shared-rate", messages)
@@ -208,7 +212,7 @@ def test_three_workers_share_one_rate(
 
 
 def test_one_429_pauses_every_worker(
-    sandbox: Sandbox, broker: RedisServer, state: RedisServer, workers: list[LocalWorker]
+    sandbox: SandboxProcess, broker: RedisServer, state: RedisServer, workers: list[LocalWorker]
 ) -> None:
     messages = recipients(900)
     start(broker, state, "one-pause", messages)
@@ -227,7 +231,7 @@ def test_one_429_pauses_every_worker(
 
 
 def test_a_worker_killed_mid_chunk_loses_and_doubles_nothing(
-    sandbox: Sandbox, broker: RedisServer, state: RedisServer, workers: list[LocalWorker]
+    sandbox: SandboxProcess, broker: RedisServer, state: RedisServer, workers: list[LocalWorker]
 ) -> None:
     messages = recipients(900)
     start(broker, state, "killed", messages)
@@ -245,7 +249,7 @@ def test_a_worker_killed_mid_chunk_loses_and_doubles_nothing(
 
 
 def test_a_redis_restart_sends_nothing_unpaced_and_the_campaign_completes(
-    sandbox: Sandbox, broker: RedisServer, state: RedisServer, workers: list[LocalWorker]
+    sandbox: SandboxProcess, broker: RedisServer, state: RedisServer, workers: list[LocalWorker]
 ) -> None:
     messages = recipients(900)
     start(broker, state, "restarted", messages)
@@ -356,7 +360,7 @@ def write_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
 
 
 def test_the_cli_starts_follows_and_exports_a_campaign(
-    sandbox: Sandbox, broker: RedisServer, state: RedisServer, tmp_path: Path
+    sandbox: SandboxProcess, broker: RedisServer, state: RedisServer, tmp_path: Path
 ) -> None:
     messages = recipients(300)
     people = write_csv(tmp_path / "people.csv", messages)
@@ -399,7 +403,7 @@ def test_the_cli_starts_follows_and_exports_a_campaign(
 
 
 def test_resend_unknown_sends_only_the_unknowns_with_their_original_keys(
-    sandbox: Sandbox, broker: RedisServer, state: RedisServer, tmp_path: Path
+    sandbox: SandboxProcess, broker: RedisServer, state: RedisServer, tmp_path: Path
 ) -> None:
     messages = recipients(200)
     people = write_csv(tmp_path / "people.csv", messages)
