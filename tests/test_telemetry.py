@@ -6,8 +6,12 @@ providers, and sends to the real sandbox; what it asserts is what the exporters 
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import subprocess
 import sys
+import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -292,6 +296,30 @@ async def test_a_bulk_run_left_early_ends_its_span_with_the_summary_so_far(
     }
     assert outcomes <= {"sent", "cancelled", "not_sent"}
     assert otel.count("voipnumber.sms.failed") == 0
+
+
+async def test_a_bulk_run_dropped_unclosed_still_ends_its_span_as_abandoned(
+    otel: Recorded, client: AsyncVoipNumber
+) -> None:
+    results = client.sms.send_many(((FROM, TO, BODY) for _ in range(1000)), concurrency=2)
+    await results.__anext__()
+    run = weakref.ref(results)
+    del results
+
+    # Collected once its window of unread results is full and nothing runs: until then
+    # the loop's sockets keep it alive.
+    deadline = time.monotonic() + 30
+    with pytest.warns(ResourceWarning, match="without being closed"):
+        while run() is not None:
+            assert time.monotonic() < deadline, "the dropped run was never collected"
+            gc.collect()
+            await asyncio.sleep(0.01)
+
+    (span,) = otel.spans("voipnumber.sms.send_many")
+    attributes = span.attributes or {}
+    assert attributes["error.type"] == "abandoned"
+    assert span.status.status_code is StatusCode.ERROR
+    assert 1 <= attributes["voipnumber.bulk.results"] < 1000  # type: ignore[operator]
 
 
 async def test_a_delivery_is_a_server_span_and_counts_as_accepted(

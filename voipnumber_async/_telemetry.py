@@ -106,6 +106,8 @@ OUTCOME_SENT: Final = "sent"
 #: A bulk worker stopped before the first attempt: nothing was sent, no error class.
 OUTCOME_NOT_SENT: Final = "not_sent"
 OUTCOME_CANCELLED: Final = "cancelled"
+#: The `error.type` of a bulk run dropped by its caller without being closed.
+ABANDONED: Final = "abandoned"
 #: The duration's attributes for the usual outcome, made once.
 _SENT_ATTRIBUTES: Final = {ATTR_OUTCOME: OUTCOME_SENT}
 
@@ -341,6 +343,13 @@ class BulkSpan:
 
     def finish(self, summary: BulkSummary, error: BaseException | None = None) -> None:
         """End the run's span with its summary (and the error that ended it, if one did)."""
+        self._end(summary, None if error is None else _error_type(error))
+
+    def abandon(self, summary: BulkSummary) -> None:
+        """End the span of a run its caller dropped unclosed: `error.type` `abandoned`."""
+        self._end(summary, ABANDONED)
+
+    def _end(self, summary: BulkSummary, error_type: str | None) -> None:
         span = self._span
         if span.is_recording():
             span.set_attributes(
@@ -356,9 +365,9 @@ class BulkSpan:
                     "voipnumber.bulk.duration_s": summary.elapsed_s,
                 }
             )
-            if error is not None:
-                span.set_attribute(ATTR_ERROR_TYPE, _error_type(error))
-                span.set_status(Status(StatusCode.ERROR, _error_type(error)))
+            if error_type is not None:
+                span.set_attribute(ATTR_ERROR_TYPE, error_type)
+                span.set_status(Status(StatusCode.ERROR, error_type))
         span.end()
 
 

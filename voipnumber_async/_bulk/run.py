@@ -178,6 +178,9 @@ class AsyncSendMany:
         for task in self._tasks:
             if not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(task.cancel)
+        if self._telemetry is not None:
+            # Else the span never ends, and a trace shows the run as still going.
+            self._telemetry.abandon(self.summary)
 
     # --- the stages -----------------------------------------------------------------
 
